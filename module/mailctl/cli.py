@@ -1,0 +1,106 @@
+"""`mailctl`: the command line of the mail module."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__, lifecycle
+from .errors import MailError
+from .settings import Instance
+
+
+def _instance_options(f):
+    """The options (and env vars) that name and place an instance."""
+    options = [
+        click.option("--instance", envvar="MAIL_INSTANCE", default="mail1", show_default=True,
+                     help="Instance name (containers <instance>-<daemon>)."),
+        click.option("--state-dir", envvar="MAIL_STATE_DIR", default=None,
+                     help="Directory holding instance state (default /var/lib/mailctl)."),
+        click.option("--bind", envvar="MAIL_BIND", default="", help="Host address for published ports."),
+        click.option("--port-offset", envvar="MAIL_PORT_OFFSET", type=int, default=0,
+                     help="Added to every published port (20000: SMTP on 20025)."),
+        click.option("--engine", envvar="MAIL_ENGINE", type=click.Choice(["podman", "docker"]),
+                     default="podman", show_default=True, help="Container engine."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _make_instance(instance, state_dir, bind, port_offset, engine) -> Instance:
+    try:
+        return Instance.from_env(name=instance, state_root=state_dir, bind=bind,
+                                 port_offset=port_offset, engine=engine)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _fail(exc: MailError) -> None:
+    click.echo(f"mailctl: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="mailctl")
+def main() -> None:
+    """Run and configure the mail server appliance."""
+
+
+@main.command()
+@_instance_options
+@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for health.")
+def up(timeout, **opts):
+    """Start the instance and wait until every daemon is healthy."""
+    instance = _make_instance(**opts)
+    try:
+        lifecycle.up(instance, progress=lambda m: click.echo(f"  {m}", err=True), timeout=timeout)
+    except MailError as exc:
+        _fail(exc)
+    click.echo(f"instance {instance.name} is up (SMTP on port {instance.host_port(25)})", err=True)
+
+
+@main.command()
+@_instance_options
+@click.option("--purge", is_flag=True, help="Also remove volumes and state: all mail is lost.")
+def down(purge, **opts):
+    """Stop and remove the instance's containers and network (volumes are kept)."""
+    instance = _make_instance(**opts)
+    try:
+        lifecycle.down(instance, purge=purge, progress=lambda m: click.echo(f"  {m}", err=True))
+    except MailError as exc:
+        _fail(exc)
+
+
+@main.command()
+@_instance_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def status(as_json, **opts):
+    """Show each container with its state and health."""
+    instance = _make_instance(**opts)
+    try:
+        rows = lifecycle.status(instance)
+    except MailError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r.name:<24} {r.state:<10} {r.health}")
+    if any(r.health != "healthy" for r in rows):
+        sys.exit(1)
+
+
+@main.command()
+@_instance_options
+@click.argument("daemon")
+@click.option("--tail", type=int, default=None, help="Only the last N lines.")
+def logs(daemon, tail, **opts):
+    """Print the logs of one daemon (postfix, dovecot, rspamd, clamav, redis, openldap)."""
+    instance = _make_instance(**opts)
+    try:
+        click.echo(lifecycle.logs(instance, daemon, tail), nl=False)
+    except MailError as exc:
+        _fail(exc)

@@ -1,0 +1,88 @@
+"""What the runtime needs from a container engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from ..errors import MailError
+from ..stack import ContainerSpec, Mount
+
+
+class EngineError(MailError):
+    """The engine is unreachable or refused a request."""
+
+
+@dataclass
+class ContainerInfo:
+    name: str
+    state: str  # running, exited, created, ...
+    labels: dict[str, str] = field(default_factory=dict)
+    # host ports this container publishes: (host_ip, host_port)
+    ports: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def instance(self) -> str | None:
+        return self.labels.get("mail.instance")
+
+    @property
+    def daemon(self) -> str | None:
+        return self.labels.get("mail.daemon")
+
+
+class Engine(ABC):
+    """Adapter interface. Every method is idempotent where that makes sense."""
+
+    name: str
+
+    @abstractmethod
+    def image_exists(self, ref: str) -> bool: ...
+
+    @abstractmethod
+    def image_id(self, ref: str) -> str: ...
+
+    @abstractmethod
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def remove_network(self, name: str) -> None: ...
+
+    @abstractmethod
+    def network_exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def remove_volume(self, name: str) -> None: ...
+
+    @abstractmethod
+    def list_volumes(self, instance: str) -> list[str]: ...
+
+    @abstractmethod
+    def list_containers(self, instance: str | None = None) -> list[ContainerInfo]:
+        """Containers of `instance`, or of every mail instance when None."""
+
+    @abstractmethod
+    def create_and_start(self, spec: ContainerSpec) -> None: ...
+
+    @abstractmethod
+    def start(self, name: str) -> None: ...
+
+    @abstractmethod
+    def remove_container(self, name: str, timeout: int = 10) -> None: ...
+
+    @abstractmethod
+    def exec(self, name: str, command: list[str] | tuple[str, ...]) -> tuple[int, str]:
+        """Run a command in a running container; return (exit code, combined output)."""
+
+    @abstractmethod
+    def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
+        """Run a throw-away container to completion; return (exit code, output)."""
+
+    @abstractmethod
+    def logs(self, name: str, tail: int | None = None) -> str: ...
+
+    @abstractmethod
+    def stats(self, name: str) -> int:
+        """Memory in use by a running container, in bytes."""

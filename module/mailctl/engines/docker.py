@@ -1,0 +1,138 @@
+"""Docker adapter, through the Docker SDK (docker-py) and the engine's socket."""
+
+from __future__ import annotations
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount as DockerMount
+from docker.types import Ulimit
+
+from ..stack import ContainerSpec, Mount
+from ..hostcheck import container_ulimits
+from .base import ContainerInfo, Engine, EngineError
+
+
+def _ports_of(attrs: dict) -> list[tuple[str, int]]:
+    ports = []
+    for bindings in (attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
+        for b in bindings or []:
+            ports.append((b.get("HostIp") or "", int(b["HostPort"])))
+    return ports
+
+
+class DockerEngine(Engine):
+    name = "docker"
+
+    def __init__(self) -> None:
+        try:
+            self.client = docker.from_env(timeout=120)
+            self.client.ping()
+        except DockerException as exc:
+            raise EngineError(f"the Docker engine does not answer ({exc}): start dockerd") from exc
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+            return True
+        except ImageNotFound:
+            return False
+
+    def image_id(self, ref: str) -> str:
+        return self.client.images.get(ref).id
+
+    def network_exists(self, name: str) -> bool:
+        return bool(self.client.networks.list(names=[name]))
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        if not self.network_exists(name):
+            self.client.networks.create(name, labels=labels, driver="bridge")
+
+    def remove_network(self, name: str) -> None:
+        for net in self.client.networks.list(names=[name]):
+            if net.name == name:
+                net.remove()
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            self.client.volumes.create(name, labels=labels)
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except NotFound:
+            pass
+
+    def list_volumes(self, instance: str) -> list[str]:
+        return [v.name for v in self.client.volumes.list(filters={"label": f"mail.instance={instance}"})]
+
+    def list_containers(self, instance: str | None = None) -> list[ContainerInfo]:
+        label = f"mail.instance={instance}" if instance else "mail.instance"
+        return [
+            ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs))
+            for c in self.client.containers.list(all=True, filters={"label": label})
+        ]
+
+    def create_and_start(self, spec: ContainerSpec) -> None:
+        mounts = [
+            DockerMount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts
+        ]
+        ports = {f"{p.container_port}/tcp": (p.host_ip or "0.0.0.0", p.host_port) for p in spec.ports}
+        endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases))
+        try:
+            container = self.client.containers.create(
+                spec.image,
+                name=spec.name,
+                hostname=spec.hostname,
+                labels=spec.labels,
+                environment=spec.env,
+                mounts=mounts,
+                ports=ports,
+                network=spec.network,
+                networking_config={spec.network: endpoint},
+                ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits],
+            )
+            container.start()
+        except APIError as exc:
+            raise EngineError(f"docker could not start {spec.name}: {exc.explanation or exc}") from exc
+
+    def start(self, name: str) -> None:
+        self.client.containers.get(name).start()
+
+    def remove_container(self, name: str, timeout: int = 10) -> None:
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return
+        if container.status == "running":
+            container.stop(timeout=timeout)
+        container.remove(force=True)
+
+    def exec(self, name: str, command) -> tuple[int, str]:
+        try:
+            code, output = self.client.containers.get(name).exec_run(list(command))
+        except (APIError, NotFound) as exc:
+            return 125, str(exc)
+        return code, output.decode(errors="replace")
+
+    def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
+        container = self.client.containers.run(
+            image, command, detach=True, network_mode="none",
+            mounts=[DockerMount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in mounts],
+            ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in container_ulimits()],
+        )
+        try:
+            code = container.wait()["StatusCode"]
+            return code, container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+
+    def logs(self, name: str, tail: int | None = None) -> str:
+        return self.client.containers.get(name).logs(tail=tail or "all").decode(errors="replace")
+
+    def stats(self, name: str) -> int:
+        data = self.client.containers.get(name).stats(stream=False)
+        mem = data.get("memory_stats", {})
+        cache = mem.get("stats", {}).get("total_inactive_file", 0)
+        return max(0, mem.get("usage", 0) - cache)

@@ -1,0 +1,189 @@
+"""Podman adapter, through podman-py and the podman API socket.
+
+If no API service answers, one is started in the background (`podman system
+service`), so a fresh host needs no systemd unit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from podman import PodmanClient
+from podman.errors import APIError, NotFound
+
+from ..stack import ContainerSpec, Mount
+from .base import ContainerInfo, Engine, EngineError
+
+
+def _socket_path() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/podman/podman.sock")
+    return Path(os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")) / "podman/podman.sock"
+
+
+def _ensure_service(sock: Path) -> None:
+    """Start `podman system service` on `sock` unless something already answers there."""
+    url = f"unix://{sock}"
+    try:
+        with PodmanClient(base_url=url) as client:
+            client.version()
+            return
+    except Exception:  # noqa: BLE001 - any failure means: no live service
+        pass
+    if not shutil.which("podman"):
+        raise EngineError("podman is not installed: run ./install.sh")
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.Popen(
+        ["podman", "system", "service", "--time=0", url],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    for _ in range(100):
+        if sock.exists():
+            try:
+                with PodmanClient(base_url=url) as client:
+                    client.version()
+                    return
+            except Exception:  # noqa: BLE001
+                pass
+        time.sleep(0.1)
+    raise EngineError(f"podman API service did not start on {sock}")
+
+
+def _ports_of(attrs: dict) -> list[tuple[str, int]]:
+    ports = []
+    for bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).values():
+        for b in bindings or []:
+            ports.append((b.get("HostIp") or "", int(b["HostPort"])))
+    return ports
+
+
+class PodmanEngine(Engine):
+    name = "podman"
+
+    def __init__(self) -> None:
+        sock = _socket_path()
+        _ensure_service(sock)
+        self.client = PodmanClient(base_url=f"unix://{sock}", timeout=120)
+
+    def image_exists(self, ref: str) -> bool:
+        return self.client.images.exists(ref)
+
+    def image_id(self, ref: str) -> str:
+        return self.client.images.get(ref).id
+
+    def network_exists(self, name: str) -> bool:
+        return self.client.networks.exists(name)
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        if not self.network_exists(name):
+            self.client.networks.create(name, labels=labels, dns_enabled=True)
+
+    def remove_network(self, name: str) -> None:
+        if self.network_exists(name):
+            self.client.networks.get(name).remove(force=True)
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        if not self.client.volumes.exists(name):
+            self.client.volumes.create(name, labels=labels)
+
+    def remove_volume(self, name: str) -> None:
+        if self.client.volumes.exists(name):
+            self.client.volumes.get(name).remove(force=True)
+
+    def list_volumes(self, instance: str) -> list[str]:
+        return [v.name for v in self.client.volumes.list(filters={"label": f"mail.instance={instance}"})]
+
+    def list_containers(self, instance: str | None = None) -> list[ContainerInfo]:
+        label = f"mail.instance={instance}" if instance else "mail.instance"
+        result = []
+        for c in self.client.containers.list(all=True, filters={"label": label}):
+            c.reload()
+            result.append(ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs)))
+        return result
+
+    def create_and_start(self, spec: ContainerSpec) -> None:
+        mounts = [
+            {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+            for m in spec.mounts if m.kind == "bind"
+        ]
+        volumes = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                   for m in spec.mounts if m.kind == "volume"}
+        ports = {f"{p.container_port}/tcp": (p.host_ip or "0.0.0.0", p.host_port) for p in spec.ports}
+        try:
+            container = self.client.containers.create(
+                spec.image,
+                name=spec.name,
+                hostname=spec.hostname,
+                labels=spec.labels,
+                environment=spec.env,
+                mounts=mounts,
+                volumes=volumes,
+                ports=ports,
+                networks={spec.network: {"aliases": list(spec.aliases)}},
+                ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits],
+            )
+            container.start()
+        except APIError as exc:
+            raise EngineError(f"podman could not start {spec.name}: {exc.explanation or exc}") from exc
+
+    def start(self, name: str) -> None:
+        self.client.containers.get(name).start()
+
+    def remove_container(self, name: str, timeout: int = 10) -> None:
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return
+        if container.status == "running":
+            container.stop(timeout=timeout)
+        container.remove(force=True)
+
+    def exec(self, name: str, command) -> tuple[int, str]:
+        try:
+            container = self.client.containers.get(name)
+            code, output = container.exec_run(list(command), demux=False)
+        except (APIError, NotFound) as exc:
+            return 125, str(exc)
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
+        return code if code is not None else 0, output or ""
+
+    def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
+        from ..hostcheck import container_ulimits
+
+        args = ["podman", "run", "--rm", "--network=none"]
+        for name, soft, hard in container_ulimits():
+            args += ["--ulimit", f"{name}={soft}:{hard}"]
+        for m in mounts:
+            args += ["-v", f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}"]
+        proc = subprocess.run(args + [image, *command], capture_output=True, text=True)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def logs(self, name: str, tail: int | None = None) -> str:
+        # The CLI gives complete, ordered stdout+stderr; the API stream mixes framing.
+        args = ["podman", "logs"] + (["--tail", str(tail)] if tail else []) + [name]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        return proc.stdout + proc.stderr
+
+    def stats(self, name: str) -> int:
+        proc = subprocess.run(
+            ["podman", "stats", "--no-stream", "--format", "{{.MemUsageBytes}}", name],
+            capture_output=True, text=True,
+        )
+        return _parse_size(proc.stdout.split("/")[0].strip()) if proc.returncode == 0 else 0
+
+
+def _parse_size(text: str) -> int:
+    units = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+             "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+    num = text.rstrip("kKmMgGiIbB")
+    unit = text[len(num):].lower() or "b"
+    try:
+        return int(float(num) * units.get(unit, 1))
+    except ValueError:
+        return 0

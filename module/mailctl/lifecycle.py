@@ -1,0 +1,156 @@
+"""Instance life cycle: up, down, status, logs."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .context import render_context
+from .engines import Engine, get_engine
+from .errors import MailError
+from .ports import check_ports
+from .probes import probe_port
+from .render import ConfigTree
+from .secrets import ensure_secrets
+from .settings import Instance
+from .stack import DAEMONS, Stack, build_stack
+from .state import Store
+from .tls import ensure_self_signed
+
+
+@dataclass
+class DaemonStatus:
+    name: str
+    daemon: str
+    state: str
+    health: str  # healthy, unhealthy, starting, stopped
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "daemon": self.daemon, "state": self.state, "health": self.health}
+
+
+def prepare(instance: Instance) -> tuple[Store, str]:
+    """Create the state directory, database, secrets, certificate and rendered config."""
+    instance.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(instance.db_path)
+    ensure_secrets(instance)
+    context = render_context(store)
+    ensure_self_signed(instance.tls_dir, context["hostname"])
+    tree = ConfigTree(instance.config_dir)
+    staging = tree.stage(context)
+    current = tree.current()
+    if current is None or tree.changed_daemons(staging, DAEMONS):
+        tree.swap(staging)
+    tree.prune()
+    return store, context["hostname"]
+
+
+def daemon_health(engine: Engine, stack: Stack, daemon: str, state: str) -> str:
+    """healthy when the container runs, its healthcheck passes and its ports greet."""
+    if state != "running":
+        return "stopped"
+    spec = stack.container(daemon)
+    code, _ = engine.exec(spec.name, spec.health_command)
+    if code != 0:
+        return "unhealthy"
+    host = stack.instance.probe_address
+    for p in spec.ports:
+        ok, _ = probe_port(p.name, host, p.host_port, p.tls)
+        if not ok:
+            return "unhealthy"
+    return "healthy"
+
+
+def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatus]:
+    engine = engine or get_engine(instance.engine)
+    stack = build_stack(instance, "status.invalid")
+    present = {c.daemon: c for c in engine.list_containers(instance.name)}
+    result = []
+    for daemon in DAEMONS:
+        info = present.get(daemon)
+        if info is None:
+            result.append(DaemonStatus(instance.container_name(daemon), daemon, "absent", "stopped"))
+            continue
+        result.append(DaemonStatus(info.name, daemon, info.state, daemon_health(engine, stack, daemon, info.state)))
+    return result
+
+
+def up(instance: Instance, progress: Callable[[str], None] = print, timeout: float = 180) -> list[DaemonStatus]:
+    """Start every container of the instance and wait until all are healthy."""
+    engine = get_engine(instance.engine)
+    missing = [instance.image(d) for d in DAEMONS if not engine.image_exists(instance.image(d))]
+    if missing:
+        hint = "./build-images.sh" + (" --docker" if engine.name == "docker" else "")
+        raise MailError(f"missing image(s) {', '.join(missing)}: run {hint}")
+    check_ports(build_stack(instance, "ports.invalid"), engine)
+    store, hostname = prepare(instance)
+    store.close()
+    stack = build_stack(instance, hostname)
+
+    engine.ensure_network(stack.network, stack.labels)
+    for volume in stack.volumes:
+        engine.ensure_volume(volume, stack.labels)
+    existing = {c.name: c for c in engine.list_containers(instance.name)}
+    started = time.monotonic()
+    for spec in stack.containers:
+        # A rebuilt image or a changed spec means a new container; otherwise reuse it.
+        spec.labels["mail.image-id"] = engine.image_id(spec.image)
+        info = existing.get(spec.name)
+        if info and all(info.labels.get(k) == spec.labels[k] for k in ("mail.spec-hash", "mail.image-id")):
+            if info.state != "running":
+                engine.start(spec.name)
+            continue
+        if info:
+            engine.remove_container(spec.name)
+        progress(f"starting {spec.name}")
+        engine.create_and_start(spec)
+    _wait_healthy(engine, stack, progress, started, timeout)
+    return status(instance, engine)
+
+
+def _wait_healthy(engine: Engine, stack: Stack, progress, started: float, timeout: float) -> None:
+    pending = list(DAEMONS)
+    while pending:
+        states = {c.daemon: c.state for c in engine.list_containers(stack.instance.name)}
+        for daemon in list(pending):
+            state = states.get(daemon, "absent")
+            if state in ("exited", "stopped", "absent", "dead"):
+                raise MailError(_failure(engine, stack, daemon, f"container {state}"))
+            if daemon_health(engine, stack, daemon, state) == "healthy":
+                pending.remove(daemon)
+                progress(f"{daemon:<9} healthy ({time.monotonic() - started:.1f}s)")
+        if pending and time.monotonic() - started > timeout:
+            raise MailError(_failure(engine, stack, pending[0], f"not healthy after {timeout:.0f}s"))
+        if pending:
+            time.sleep(0.5)
+
+
+def _failure(engine: Engine, stack: Stack, daemon: str, why: str) -> str:
+    logs = engine.logs(stack.container(daemon).name, tail=20).rstrip()
+    return f"{daemon} did not come up ({why}). Last log lines:\n{logs}"
+
+
+def down(instance: Instance, purge: bool = False, progress: Callable[[str], None] = print) -> None:
+    """Remove the instance's containers and network; with `purge` its volumes and state too."""
+    engine = get_engine(instance.engine)
+    present = {c.name for c in engine.list_containers(instance.name)}
+    for daemon in reversed(DAEMONS):
+        name = instance.container_name(daemon)
+        if name in present:
+            progress(f"removing {name}")
+            engine.remove_container(name)
+    engine.remove_network(instance.name)
+    if purge:
+        for volume in engine.list_volumes(instance.name):
+            progress(f"removing volume {volume}")
+            engine.remove_volume(volume)
+        shutil.rmtree(instance.state_dir, ignore_errors=True)
+
+
+def logs(instance: Instance, daemon: str, tail: int | None = None) -> str:
+    if daemon not in DAEMONS:
+        raise MailError(f"unknown daemon {daemon!r}: choose one of {', '.join(DAEMONS)}")
+    engine = get_engine(instance.engine)
+    return engine.logs(instance.container_name(daemon), tail=tail)

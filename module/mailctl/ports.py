@@ -1,0 +1,64 @@
+"""Port ownership: one instance owns the public ports of a host.
+
+Before anything starts, every port the instance would publish is tried; a port
+held by another mail instance or by any other process is reported by name.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import subprocess
+
+from .engines import Engine
+from .errors import PortConflict
+from .stack import Stack
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def _process_owner(port: int) -> str:
+    """Best effort: the process listening on `port`, from `ss`."""
+    try:
+        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return "another process"
+    if 'users:(("' in out:
+        return "process " + out.split('users:(("', 1)[1].split('"', 1)[0]
+    return "another process"
+
+
+def check_ports(stack: Stack, engine: Engine) -> None:
+    """Raise PortConflict naming the first port held by someone other than this instance."""
+    mine = {c.name for c in engine.list_containers(stack.instance.name)}
+    held: dict[int, str] = {}
+    for info in engine.list_containers():
+        if info.name in mine or info.state != "running":
+            continue
+        for _, host_port in info.ports:
+            held[host_port] = f"mail instance '{info.instance}' (container {info.name})"
+    running_mine = {c.name for c in engine.list_containers(stack.instance.name) if c.state == "running"}
+    for spec in stack.containers:
+        if spec.name in running_mine:
+            continue  # our own running container already holds its ports
+        for p in spec.ports:
+            owner = held.get(p.host_port)
+            if owner is None and not _port_free(p.host_ip, p.host_port):
+                owner = _process_owner(p.host_port)
+            if owner:
+                where = f"{p.host_ip or '*'}:{p.host_port}"
+                raise PortConflict(
+                    f"TCP port {where} ({p.name}) is already in use by {owner}; only one mail instance "
+                    f"can own these ports: stop it, or use another --bind/--port-offset"
+                )

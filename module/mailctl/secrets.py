@@ -1,0 +1,44 @@
+"""Secret files of an instance: mode 0600 under <state>/secrets, never printed."""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+from pathlib import Path
+
+from .settings import Instance
+from .stack import SECRETS
+
+
+def write_secret(path: Path, content: str) -> None:
+    """Write `content` atomically with mode 0600 from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    os.replace(tmp, path)
+
+
+def read_secret(instance: Instance, name: str) -> str:
+    return (instance.secrets_dir / name).read_text()
+
+
+def ensure_secrets(instance: Instance) -> None:
+    """Create every secret file a container mounts, generating passwords once."""
+    generated = {
+        "ldap-admin-password": lambda: _random.token_urlsafe(24),
+        "rspamd-admin-password": lambda: _random.token_urlsafe(18),
+    }
+    for name, make in generated.items():
+        if not (instance.secrets_dir / name).exists():
+            write_secret(instance.secrets_dir / name, make())
+    controller = instance.secrets_dir / "rspamd-controller.inc"
+    if not controller.exists():
+        password = read_secret(instance, "rspamd-admin-password")
+        write_secret(controller, f'bind_socket = "*:11334";\npassword = "{password}";\nenable_password = "{password}";\n')
+    for names in SECRETS.values():
+        for name in names:
+            if not (instance.secrets_dir / name).exists():
+                write_secret(instance.secrets_dir / name, "")

@@ -1,0 +1,143 @@
+"""The instance's containers, volumes, ports and health checks, defined once as data.
+
+Engine adapters receive these specs and turn them into podman or docker calls;
+nothing here talks to an engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from .hostcheck import container_ulimits
+from .settings import Instance
+
+# The public ports: name -> (daemon, container port, implicit TLS).
+PORTS: dict[str, tuple[str, int, bool]] = {
+    "smtp": ("postfix", 25, False),
+    "submission": ("postfix", 587, False),
+    "smtps": ("postfix", 465, True),
+    "imap": ("dovecot", 143, False),
+    "imaps": ("dovecot", 993, True),
+    "pop3": ("dovecot", 110, False),
+    "pop3s": ("dovecot", 995, True),
+    "sieve": ("dovecot", 4190, False),
+    "rspamd": ("rspamd", 11334, False),
+}
+
+# Start order: what a daemon connects to is started before it.
+DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
+
+# Secrets files (under the instance's secrets dir) mounted into each daemon at /run/secrets/.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "openldap": ("ldap-admin-password",),
+    "rspamd": ("rspamd-controller.inc",),
+    "dovecot": ("dovecot-master-users",),
+    "postfix": ("postfix-sasl_passwd.map",),
+}
+
+# Named volumes: daemon -> {purpose: mount point}.
+VOLUMES: dict[str, dict[str, str]] = {
+    "redis": {"redis": "/data"},
+    "openldap": {"ldap": "/var/lib/ldap"},
+    "clamav": {"clamav": "/var/lib/clamav"},
+    "rspamd": {"rspamd": "/var/lib/rspamd"},
+    "dovecot": {"vmail": "/var/lib/vmail"},
+    "postfix": {"queue": "/var/spool/postfix"},
+}
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # host path (bind) or volume name
+    target: str
+    kind: str = "bind"  # "bind" or "volume"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    name: str
+    container_port: int
+    host_ip: str
+    host_port: int
+    tls: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    daemon: str
+    name: str
+    image: str
+    hostname: str
+    network: str
+    aliases: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    ports: tuple[PortBinding, ...]
+    ulimits: tuple[tuple[str, int, int], ...]
+    labels: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    health_command: tuple[str, ...] = ("/usr/local/bin/healthcheck",)
+    reload_command: tuple[str, ...] = ("/usr/local/bin/reload",)
+
+    def spec_hash(self) -> str:
+        """A digest of the spec: a container whose label differs must be recreated."""
+        data = asdict(self)
+        data["labels"] = {k: v for k, v in self.labels.items() if k != "mail.spec-hash"}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Stack:
+    instance: Instance
+    network: str
+    volumes: tuple[str, ...]
+    containers: tuple[ContainerSpec, ...]
+
+    def container(self, daemon: str) -> ContainerSpec:
+        return next(c for c in self.containers if c.daemon == daemon)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"mail.instance": self.instance.name}
+
+
+def build_stack(instance: Instance, hostname: str) -> Stack:
+    """Describe every container of `instance`; `hostname` is the mail server's FQDN."""
+    base_labels = {"mail.instance": instance.name}
+    containers = []
+    volumes = []
+    for daemon in DAEMONS:
+        mounts = [
+            Mount(str(instance.config_dir), "/config", read_only=True),
+            Mount(str(instance.tls_dir), "/tls", read_only=True),
+        ]
+        if daemon == "postfix":
+            mounts.append(Mount(str(instance.db_dir), "/state", read_only=True))
+        for secret in SECRETS.get(daemon, ()):
+            mounts.append(Mount(str(instance.secrets_dir / secret), f"/run/secrets/{secret}", read_only=True))
+        for purpose, target in VOLUMES[daemon].items():
+            volume = instance.volume_name(purpose)
+            volumes.append(volume)
+            mounts.append(Mount(volume, target, kind="volume"))
+        ports = tuple(
+            PortBinding(name, cport, instance.bind, instance.host_port(cport), tls)
+            for name, (owner, cport, tls) in PORTS.items()
+            if owner == daemon
+        )
+        spec = ContainerSpec(
+            daemon=daemon,
+            name=instance.container_name(daemon),
+            image=instance.image(daemon),
+            hostname=hostname if daemon == "postfix" else f"{daemon}.{instance.name}",
+            network=instance.name,
+            aliases=(daemon,),
+            mounts=tuple(mounts),
+            ports=ports,
+            ulimits=container_ulimits(),
+            labels={**base_labels, "mail.daemon": daemon},
+        )
+        labels = {**spec.labels, "mail.spec-hash": spec.spec_hash()}
+        containers.append(ContainerSpec(**{**spec.__dict__, "labels": labels}))
+    return Stack(instance, instance.name, tuple(volumes), tuple(containers))

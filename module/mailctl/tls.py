@@ -1,0 +1,54 @@
+"""The TLS certificate shared by postfix and dovecot: self-signed until the user gives one."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def ensure_self_signed(tls_dir: Path, hostname: str) -> bool:
+    """Make a self-signed certificate for `hostname` unless one exists. True if made."""
+    cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
+    if cert_path.exists() and key_path.exists():
+        return False
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(tls_dir, 0o755)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tls_dir / "self-signed").write_text(hostname + "\n")
+    return True
+
+
+def install_certificate(tls_dir: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """Replace the certificate with the user's (validated by the caller)."""
+    tmp_key, tmp_cert = tls_dir / ".key.pem.tmp", tls_dir / ".cert.pem.tmp"
+    fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    tmp_cert.write_bytes(cert_pem)
+    os.replace(tmp_key, tls_dir / "key.pem")
+    os.replace(tmp_cert, tls_dir / "cert.pem")
+    (tls_dir / "self-signed").unlink(missing_ok=True)
