@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
 from . import __version__, lifecycle
-from .errors import MailError
+from .errors import EXIT_VALIDATION, MailError, ValidationFailed
 from .settings import Instance
 
 
@@ -104,3 +105,71 @@ def logs(daemon, tail, **opts):
         click.echo(lifecycle.logs(instance, daemon, tail), nl=False)
     except MailError as exc:
         _fail(exc)
+
+
+def _read_data(data: str | None) -> object:
+    """--data JSON, --data @file.json, --data - (stdin); no --data: stdin if piped, else nothing."""
+    if data is None:
+        data = "-" if not sys.stdin.isatty() else ""
+    if data == "-":
+        data = sys.stdin.read()
+    elif data.startswith("@"):
+        with open(data[1:]) as f:
+            data = f.read()
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        click.echo(json.dumps([{"field": "", "parameter": "", "value": None, "error": "invalid_json",
+                                "message": f"input is not JSON: {exc}"}]))
+        sys.exit(EXIT_VALIDATION)
+
+
+@main.command()
+@_instance_options
+@click.argument("action")
+@click.option("--data", default=None, help="Input JSON, @file.json, or - for stdin.")
+def run(action, data, **opts):
+    """Run one action and print its JSON output."""
+    from . import runner
+
+    instance = _make_instance(**opts)
+    payload = _read_data(data)
+    progress_fd = os.environ.get("MAIL_PROGRESS_FD")
+    progress = None
+    if progress_fd:
+        stream = os.fdopen(int(progress_fd), "w", buffering=1)
+        progress = lambda p: stream.write(json.dumps({"progress": p}) + "\n")  # noqa: E731
+    try:
+        output = runner.run_action(instance, action, payload, progress=progress)
+    except ValidationFailed as exc:
+        click.echo(json.dumps(exc.errors))
+        sys.exit(exc.exit_code)
+    except MailError as exc:
+        _fail(exc)
+    click.echo(json.dumps(output))
+
+
+@main.command(name="actions")
+def list_actions():
+    """List every action with its one-line description."""
+    from . import runner, schemas
+
+    names = schemas.action_names()
+    width = max(map(len, names))
+    for name in names:
+        mark = "" if runner.is_implemented(name) else "  [not implemented]"
+        click.echo(f"{name:<{width}}  {schemas.describe(name)}{mark}")
+
+
+@main.command()
+@_instance_options
+@click.option("--redis", "redis_url", envvar="MAIL_REDIS_URL", default="redis://127.0.0.1:6379/0",
+              show_default=True, help="Redis of the cluster manager.")
+def agent(redis_url, **opts):
+    """Run actions pushed on the Redis task queue module/<instance>/tasks."""
+    from .agent import Agent
+
+    instance = _make_instance(**opts)
+    Agent(instance, redis_url, log=lambda m: click.echo(m, err=True)).serve()

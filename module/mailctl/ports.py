@@ -40,15 +40,16 @@ def _process_owner(port: int) -> str:
 
 
 def check_ports(stack: Stack, engine: Engine) -> None:
-    """Raise PortConflict naming the first port held by someone other than this instance."""
-    mine = {c.name for c in engine.list_containers(stack.instance.name)}
+    """Raise PortConflict naming every port held by someone other than this instance."""
+    mine = engine.list_containers(stack.instance.name)
+    running_mine = {c.name for c in mine if c.state == "running"}
     held: dict[int, str] = {}
     for info in engine.list_containers():
-        if info.name in mine or info.state != "running":
+        if info.name in {c.name for c in mine} or info.state != "running":
             continue
         for _, host_port in info.ports:
             held[host_port] = f"mail instance '{info.instance}' (container {info.name})"
-    running_mine = {c.name for c in engine.list_containers(stack.instance.name) if c.state == "running"}
+    conflicts: list[tuple[str, str]] = []
     for spec in stack.containers:
         if spec.name in running_mine:
             continue  # our own running container already holds its ports
@@ -57,8 +58,12 @@ def check_ports(stack: Stack, engine: Engine) -> None:
             if owner is None and not _port_free(p.host_ip, p.host_port):
                 owner = _process_owner(p.host_port)
             if owner:
-                where = f"{p.host_ip or '*'}:{p.host_port}"
-                raise PortConflict(
-                    f"TCP port {where} ({p.name}) is already in use by {owner}; only one mail instance "
-                    f"can own these ports: stop it, or use another --bind/--port-offset"
-                )
+                conflicts.append((f"{p.host_ip or '*'}:{p.host_port} ({p.name})", owner))
+    if conflicts:
+        owners = sorted({owner for _, owner in conflicts})
+        ports = ", ".join(where for where, _ in conflicts)
+        raise PortConflict(
+            f"TCP port{'s' if len(conflicts) > 1 else ''} {ports} already in use by {'; '.join(owners)}. "
+            "Only one mail instance can own these ports: stop it (mailctl down), "
+            "or start this one with another --bind or --port-offset."
+        )

@@ -41,6 +41,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "user_domain": "local",
     "configured": False,
     "queue": {"maximal_queue_lifetime": 120},
+    "external_user_domains": [],
 }
 
 
@@ -138,3 +139,9 @@ def _domain_row(row: sqlite3.Row) -> dict[str, Any]:
         "bccaddr": row["bccaddr"],
         "description": row["description"],
     }
+
+
+def new_domain(domain: str, **fields: Any) -> dict[str, Any]:
+    """A domain row with the defaults of add-domain (addusers and addgroups on)."""
+    return {"domain": domain, "addusers": True, "addgroups": True, "catchall": None, "bccaddr": None,
+            "description": "", **{k: v for k, v in fields.items() if v is not None or k in ("catchall", "bccaddr")}}

@@ -12,10 +12,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def ensure_self_signed(tls_dir: Path, hostname: str) -> bool:
+def regenerate_if_self_signed(tls_dir: Path, hostname: str) -> bool:
+    """A new hostname gets a new self-signed certificate; a user's certificate is kept."""
+    marker = tls_dir / "self-signed"
+    if not marker.exists() or marker.read_text().strip() == hostname:
+        return False
+    return ensure_self_signed(tls_dir, hostname, replace=True)
+
+
+def ensure_self_signed(tls_dir: Path, hostname: str, replace: bool = False) -> bool:
     """Make a self-signed certificate for `hostname` unless one exists. True if made."""
     cert_path, key_path = tls_dir / "cert.pem", tls_dir / "key.pem"
-    if cert_path.exists() and key_path.exists():
+    if cert_path.exists() and key_path.exists() and not replace:
         return False
     tls_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(tls_dir, 0o755)
@@ -33,11 +41,9 @@ def ensure_self_signed(tls_dir: Path, hostname: str) -> bool:
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    install_certificate(tls_dir, cert.public_bytes(serialization.Encoding.PEM), key_pem)
     (tls_dir / "self-signed").write_text(hostname + "\n")
     return True
 

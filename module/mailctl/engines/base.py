@@ -69,6 +69,13 @@ class Engine(ABC):
     @abstractmethod
     def start(self, name: str) -> None: ...
 
+    def restart(self, name: str, timeout: int = 10) -> None:
+        """Restart a container (podman-py and the Docker SDK share this call)."""
+        try:
+            self.client.containers.get(name).restart(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
+            raise EngineError(f"{self.name} could not restart {name}: {exc}") from exc
+
     @abstractmethod
     def remove_container(self, name: str, timeout: int = 10) -> None: ...
 

@@ -1,0 +1,24 @@
+"""configure-module: the first-configuration wizard (hostname, user domain, primary mail domain)."""
+
+from mailctl.state import new_domain
+from mailctl.tls import regenerate_if_self_signed
+from mailctl.userdomains import find_user_domain
+
+
+def run(ctx, data):
+    store = ctx.store
+    if find_user_domain(store, data["user_domain"]) is None:
+        ctx.reject("user_domain", "user_domain_not_found", data["user_domain"],
+                   "no such user domain: see list-user-domains")
+    hostname = data["hostname"].lower()
+    store.set("hostname", hostname)
+    store.set("user_domain", data["user_domain"])
+    mail_domain = (data.get("mail_domain") or "").lower()
+    if mail_domain:
+        store.set("mail_domain", mail_domain)
+        if store.get_domain(mail_domain) is None:
+            store.put_domain(new_domain(mail_domain, description="Primary mail domain"))
+    store.set("configured", True)
+    if regenerate_if_self_signed(ctx.instance.tls_dir, hostname):
+        ctx.reload |= {"postfix", "dovecot"}
+    return {}

@@ -1,0 +1,9 @@
+"""remove-domain: stop accepting mail for a domain; delivered mail stays in the mailboxes."""
+
+
+def run(ctx, data):
+    name = data["domain"].lower()
+    if ctx.store.get_domain(name) is None:
+        ctx.reject("domain", "domain_not_found", data["domain"])
+    ctx.store.delete_domain(name)
+    return {}

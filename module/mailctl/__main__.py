@@ -1,0 +1,5 @@
+"""`python -m mailctl` is the same as the `mailctl` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,118 @@
+"""`mailctl agent`: run actions pushed on the Redis task queue, the NS8 way.
+
+A task is JSON `{"id", "action", "data"}` pushed (LPUSH) on `module/<instance>/tasks`.
+The agent pops tasks one at a time (so two actions of an instance never overlap),
+runs each exactly like `mailctl run` does (same code, a child process), publishes
+progress on `progress/module/<instance>/task/<id>`, and stores the result both as
+the hash `task/module/<instance>/<id>` (fields output, error, exit_code) and as the
+NS8 keys `task/module/<instance>/<id>/{output,error,exit_code}`. If Redis goes
+away, the agent waits and reconnects; a finished task's result is kept until
+it has been stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+import redis
+from tenacity import retry, retry_if_exception_type, wait_exponential
+
+from .settings import Instance
+
+RESULT_TTL = 7 * 24 * 3600  # seconds a stored task result is kept
+
+_reconnect = retry(
+    retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
+
+
+class Agent:
+    def __init__(self, instance: Instance, redis_url: str, log: Callable[[str], None] = print):
+        self.instance = instance
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                          health_check_interval=15)
+        self.log = log
+        self.prefix = f"module/{instance.name}"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}/tasks"
+
+    def serve(self, max_tasks: int | None = None) -> None:
+        """Pop and run tasks forever (or `max_tasks` of them)."""
+        self.log(f"agent for {self.instance.name}: waiting for tasks on {self.queue}")
+        done = 0
+        while max_tasks is None or done < max_tasks:
+            raw = self._pop()
+            if raw is None:
+                continue
+            self._handle(raw)
+            done += 1
+
+    @_reconnect
+    def _pop(self) -> bytes | None:
+        item = self.redis.brpop([self.queue], timeout=5)
+        return item[1] if item else None
+
+    def _handle(self, raw: bytes) -> None:
+        try:
+            task = json.loads(raw)
+            task_id, action = str(task["id"]), str(task["action"])
+        except (ValueError, KeyError, TypeError):
+            self.log(f"agent: dropped a malformed task: {raw[:200]!r}")
+            return
+        self.log(f"agent: task {task_id}: {action}")
+        self._publish(task_id, {"progress": 0, "status": "running", "action": action})
+        code, out, err = self._execute(task_id, action, task.get("data"))
+        self._store(task_id, code, out, err)
+        status = "completed" if code == 0 else ("validation-failed" if code == 10 else "aborted")
+        self._publish(task_id, {"progress": 100, "status": status, "exit_code": code})
+        self.log(f"agent: task {task_id}: exit {code}")
+
+    def _execute(self, task_id: str, action: str, data) -> tuple[int, str, str]:
+        """Run the action in a child `mailctl run`, relaying its progress lines."""
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, "MAIL_INSTANCE": self.instance.name, "MAIL_STATE_DIR": str(self.instance.state_root),
+               "MAIL_BIND": self.instance.bind, "MAIL_PORT_OFFSET": str(self.instance.port_offset),
+               "MAIL_ENGINE": self.instance.engine, "MAIL_PROGRESS_FD": str(write_fd)}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "mailctl", "run", action, "--data", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env, pass_fds=(write_fd,),
+        )
+        os.close(write_fd)
+        relay = threading.Thread(target=self._relay_progress, args=(task_id, read_fd), daemon=True)
+        relay.start()
+        out, err = child.communicate(json.dumps(data if data is not None else ""))
+        relay.join(timeout=5)
+        return child.returncode, out, err
+
+    def _relay_progress(self, task_id: str, fd: int) -> None:
+        with os.fdopen(fd) as lines:
+            for line in lines:
+                try:
+                    self._publish(task_id, {**json.loads(line), "status": "running"})
+                except (ValueError, redis.RedisError):
+                    pass  # progress is informative; never let it break a task
+
+    @_reconnect
+    def _publish(self, task_id: str, message: dict) -> None:
+        self.redis.publish(f"progress/{self.prefix}/task/{task_id}", json.dumps(message))
+
+    @_reconnect
+    def _store(self, task_id: str, code: int, output: str, error: str) -> None:
+        key = f"task/{self.prefix}/{task_id}"
+        result = {"output": output.strip(), "error": error.strip(), "exit_code": str(code)}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping=result)
+            pipe.expire(key, RESULT_TTL)
+            for name, value in result.items():
+                pipe.set(f"{key}/{name}", value, ex=RESULT_TTL)
+            pipe.execute()

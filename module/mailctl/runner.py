@@ -1,0 +1,172 @@
+"""The action runner: validate -> lock -> transaction -> render/check/swap/reload -> commit.
+
+Every action is a folder `actions/<name>/` with its JSON schemas and a
+`handler.py` defining `run(ctx, data)`. The handler changes the state through
+`ctx.store` inside one SQLite transaction; the runner derives and applies the
+daemon configuration from it. Any failure rolls back the transaction and puts
+the previous configuration back, so an action either happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
+from typing import Any, Callable, Iterator
+
+from . import schemas
+from .apply import Applier
+from .engines import Engine, get_engine
+from .errors import MailError, NotImplementedAction, ValidationFailed
+from .faults import pause_point
+from .secrets import ensure_secrets
+from .settings import Instance
+from .state import Store
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ActionContext:
+    """What a handler gets: the instance, its state in an open transaction, helpers."""
+
+    instance: Instance
+    store: Store
+    progress: Progress
+    # Daemons to reload even if their files did not change (e.g. new certificate).
+    reload: set[str] = field(default_factory=set)
+    # Set by handlers whose change lives outside the state database (secrets, TLS files).
+    force_apply: bool = False
+    _engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = get_engine(self.instance.engine)
+        return self._engine
+
+    def reject(self, field_name: str, error: str, value: Any = None, message: str = "") -> None:
+        """Refuse the input (exit 10) with one NS8 error naming `field_name`."""
+        raise ValidationFailed([{
+            "field": field_name, "parameter": field_name.rsplit(".", 1)[-1],
+            "value": value, "error": error, **({"message": message} if message else {}),
+        }])
+
+
+def _load_handler(action: str) -> ModuleType:
+    if action not in schemas.action_names():
+        raise MailError(f"unknown action {action!r}: 'mailctl actions' lists them")
+    path = schemas.ACTIONS_DIR / action / "handler.py"
+    if not path.exists():
+        raise NotImplementedAction(f"action {action!r} is not implemented yet")
+    return _import(str(path))
+
+
+@cache
+def _import(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"mailctl_action_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_implemented(action: str) -> bool:
+    return (schemas.ACTIONS_DIR / action / "handler.py").exists()
+
+
+def validation_errors(action: str, kind: str, data: Any) -> list[dict[str, Any]]:
+    """The NS8 error list for `data` against the action's input or output schema."""
+    validator = schemas.load_validator(action, kind)
+    errors = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = [str(p) for p in err.absolute_path]
+        value = err.instance
+        if err.validator == "required":
+            missing = err.message.split("'")[1]
+            path.append(missing)
+            value = None
+        elif err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            path.append(extra[0] if extra else "")
+            value = err.instance.get(path[-1]) if extra else None
+        field_name = ".".join(path)
+        errors.append({
+            "field": field_name,
+            "parameter": path[-1] if path else "",
+            "value": value if isinstance(value, (str, int, float, bool, type(None))) else None,
+            "error": f"{field_name or 'input'}_{err.validator}".replace(".", "_"),
+            "message": err.message[:300],
+        })
+    return errors
+
+
+def normalize_input(data: Any) -> Any:
+    """NS8 clients send "" or nothing for actions without input."""
+    return {} if data in ("", None) else data
+
+
+@contextmanager
+def instance_lock(instance: Instance) -> Iterator[None]:
+    """One action at a time per instance, across processes."""
+    instance.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(instance.lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_action(instance: Instance, action: str, data: Any = None, progress: Progress | None = None) -> Any:
+    """Run one action to completion and return its output (see the module docstring)."""
+    progress = progress or (lambda _: None)
+    handler = _load_handler(action)
+    data = normalize_input(data)
+    errors = validation_errors(action, "input", data)
+    if errors:
+        raise ValidationFailed(errors)
+    with instance_lock(instance):
+        ensure_secrets(instance)
+        store = Store(instance.db_path)
+        try:
+            return _run_locked(instance, store, handler, action, data, progress)
+        finally:
+            store.close()
+
+
+def _run_locked(instance, store, handler, action, data, progress) -> Any:
+    applier = Applier(instance)
+    applier.recover(store)  # repair what a killed action may have left
+    ctx = ActionContext(instance, store, progress)
+    change = None
+    store.conn.execute("BEGIN IMMEDIATE")
+    try:
+        before = store.conn.total_changes
+        output = handler.run(ctx, data)
+        progress(50)
+        if store.conn.total_changes != before or ctx.force_apply or ctx.reload:
+            change = applier.stage(store, always=tuple(sorted(ctx.reload)))
+            if change.changed:
+                applier.check(change)
+                applier.swap(change)
+                pause_point("after-swap", instance.state_dir)
+                progress(75)
+                applier.reload(change)
+        if os.environ.get("MAIL_VALIDATE_OUTPUT") == "1":
+            errors = validation_errors(action, "output", output)
+            if errors:
+                raise MailError(f"output of {action} does not match validate-output.json: {errors[0]['message']}")
+        store.conn.execute("COMMIT")
+    except BaseException:
+        store.conn.execute("ROLLBACK")
+        if change is not None:
+            applier.undo(change)
+        raise
+    if change is not None:
+        applier.finish(change)
+    progress(100)
+    return output
