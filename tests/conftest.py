@@ -50,6 +50,7 @@ class Cli:
             "MAIL_BIND": self.bind,
             "MAIL_PORT_OFFSET": str(self.port_offset),
             "MAIL_ENGINE": self.engine,
+            "MAIL_VALIDATE_OUTPUT": "1",  # every action output is checked against its schema
             **self.extra_env,
         }
 
@@ -67,6 +68,12 @@ class Cli:
         if expect == 0:
             return json.loads(r.stdout) if r.stdout.strip() else None
         return r
+
+    def exec(self, daemon: str, *command: str) -> str:
+        """Run a command in one of the instance's containers; return its stdout."""
+        p = subprocess.run(["podman", "exec", f"{self.instance}-{daemon}", *command],
+                           capture_output=True, text=True, check=False)
+        return p.stdout
 
     def port(self, port: int) -> int:
         return self.port_offset + port
@@ -111,7 +118,12 @@ def fresh_instance():
         shutil.rmtree(cli.state_dir, ignore_errors=True)
 
 
+# The shared instance; MAIL_TEST_INSTANCE/MAIL_TEST_OFFSET let parallel runs use their own.
+TEST_INSTANCE = os.environ.get("MAIL_TEST_INSTANCE", "ts1")
+TEST_OFFSET = int(os.environ.get("MAIL_TEST_OFFSET", "21000"))
+
+
 @pytest.fixture(scope="session")
 def mail(fresh_instance) -> Cli:
-    """The shared running instance ts1 on 127.0.0.1, ports +21000."""
-    return fresh_instance("ts1", 21000)
+    """The shared running instance (ts1 on 127.0.0.1, ports +21000 by default)."""
+    return fresh_instance(TEST_INSTANCE, TEST_OFFSET)

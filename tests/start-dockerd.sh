@@ -41,7 +41,7 @@ else
     if [ "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null)" = 0 ]; then
         echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || true
     fi
-    mkdir -p "$DATA_ROOT"
+    mkdir -p "$DATA_ROOT" || fail "cannot create the data root $DATA_ROOT"
     args=(--data-root "$DATA_ROOT" --pidfile "$PIDFILE" --host unix:///var/run/docker.sock)
     # cgroups v1 hybrid, no systemd: cgroupfs is the only driver that works.
     args+=(--exec-opt native.cgroupdriver=cgroupfs)
@@ -51,6 +51,7 @@ else
     fi
     echo "start-dockerd: starting $DOCKERD ${args[*]} (log $LOG)"
     echo "=== $(date -Is) start-dockerd: $DOCKERD ${args[*]}" >>"$LOG"
+    from_line=$(wc -l <"$LOG")
     setsid "$DOCKERD" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
     started=$!
 fi
@@ -61,8 +62,11 @@ for _ in $(seq $((WAIT * 2))); do
         exit 0
     fi
     if [ -n "${started:-}" ] && ! kill -0 "$started" 2>/dev/null; then
-        reason=$(grep -E 'level=(fatal|error)|failed to start' "$LOG" | tail -3)
-        fail "dockerd exited at start: ${reason:-see $LOG}"
+        # This run's error lines, else its last lines; on one line.
+        new=$(tail -n +"$((from_line + 1))" "$LOG")
+        reason=$(grep -E 'level=(fatal|error)|failed' <<<"$new" | tail -2)
+        [ -n "$reason" ] || reason=$(tail -2 <<<"$new")
+        fail "dockerd exited at start: $(tr '\n' ' ' <<<"$reason")(log $LOG)"
     fi
     sleep 0.5
 done

@@ -48,8 +48,7 @@ def test_configure_module_then_get_configuration(mail):
     assert conf["user_domain"]["name"] == "local"
     assert conf["configured"] is True
     assert "example.org" in [d["domain"] for d in mail.run("list-domains")]
-    out = subprocess.run(["podman", "exec", "ts1-postfix", "postconf", "-h", "myhostname"],
-                         capture_output=True, text=True).stdout
+    out = mail.exec("postfix", "postconf", "-h", "myhostname")
     assert out.strip() == "mail.example.org"
 
 
@@ -83,8 +82,7 @@ def test_set_queue_settings_reloads_postfix(mail):
     reloads = postfix_reloads(mail)
     mail.run("set-queue-settings", {"maximal_queue_lifetime": 48})
     assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": 48}
-    out = subprocess.run(["podman", "exec", "ts1-postfix", "postconf", "-h", "maximal_queue_lifetime"],
-                         capture_output=True, text=True).stdout
+    out = mail.exec("postfix", "postconf", "-h", "maximal_queue_lifetime")
     assert out.strip() == "48h"
     assert postfix_reloads(mail) == reloads + 1
     mail.run("set-queue-settings", {"maximal_queue_lifetime": 120})
@@ -183,8 +181,7 @@ def test_sigkill_during_reload_leaves_instance_consistent(mail):
 
     assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": 120}
     assert b"maximal_queue_lifetime = 120h" in config_tree(mail)["postfix/main.cf"]
-    out = subprocess.run(["podman", "exec", "ts1-postfix", "postconf", "-h", "maximal_queue_lifetime"],
-                         capture_output=True, text=True).stdout
+    out = mail.exec("postfix", "postconf", "-h", "maximal_queue_lifetime")
     assert out.strip() == "120h"
     mail.run("add-domain", {"domain": "after-crash.example.com"})
     assert "after-crash.example.com" in [d["domain"] for d in mail.run("list-domains")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -10,11 +11,11 @@ import uuid
 
 import pytest
 import redis
-from conftest import MAILCTL
+from conftest import MAILCTL, TEST_INSTANCE
 
 pytestmark = pytest.mark.containers
 
-REDIS_PORT = 26379
+REDIS_PORT = int(os.environ.get("MAIL_TEST_REDIS_PORT", "26379"))
 
 
 def start_redis(tmp_path) -> subprocess.Popen:
@@ -34,7 +35,7 @@ def start_redis(tmp_path) -> subprocess.Popen:
 
 @pytest.fixture
 def queue(mail, tmp_path):
-    """A host redis-server and `mailctl agent` serving instance ts1 from it."""
+    """A host redis-server and `mailctl agent` serving the test instance from it."""
     server = start_redis(tmp_path)
     agent = subprocess.Popen([MAILCTL, "agent", "--redis", f"redis://127.0.0.1:{REDIS_PORT}/0"],
                              env=mail.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -46,14 +47,14 @@ def queue(mail, tmp_path):
     state["server"].wait(10)
 
 
-def push(client: redis.Redis, action: str, data) -> str:
+def push(client: redis.Redis, action: str, data, instance: str = TEST_INSTANCE) -> str:
     task_id = str(uuid.uuid4())
-    client.lpush("module/ts1/tasks", json.dumps({"id": task_id, "action": action, "data": data}))
+    client.lpush(f"module/{instance}/tasks", json.dumps({"id": task_id, "action": action, "data": data}))
     return task_id
 
 
-def result(client: redis.Redis, task_id: str, timeout: float = 120) -> dict:
-    key = f"task/module/ts1/{task_id}"
+def result(client: redis.Redis, task_id: str, timeout: float = 120, instance: str = TEST_INSTANCE) -> dict:
+    key = f"task/module/{instance}/{task_id}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -75,8 +76,8 @@ def test_same_output_over_cli_and_redis(mail, queue):
         assert res["exit_code"] == "0", res
         assert json.loads(res["output"]) == cli_output
         # the NS8 per-field keys hold the same result
-        assert client.get(f"task/module/ts1/{task}/exit_code") == "0"
-        assert json.loads(client.get(f"task/module/ts1/{task}/output")) == cli_output
+        assert client.get(f"task/module/{mail.instance}/{task}/exit_code") == "0"
+        assert json.loads(client.get(f"task/module/{mail.instance}/{task}/output")) == cli_output
 
         bad = result(client, push(client, "add-domain", {"domain": "nodot"}))
         assert bad["exit_code"] == "10"
@@ -88,7 +89,7 @@ def test_same_output_over_cli_and_redis(mail, queue):
 def test_two_tasks_pushed_at_once_run_one_after_the_other(mail, queue):
     client, _, _ = queue
     pubsub = client.pubsub()
-    pubsub.psubscribe("progress/module/ts1/task/*")
+    pubsub.psubscribe(f"progress/module/{mail.instance}/task/*")
     first = push(client, "set-queue-settings", {"maximal_queue_lifetime": 60})
     second = push(client, "set-queue-settings", {"maximal_queue_lifetime": 120})
     events = []

@@ -18,7 +18,7 @@ def test_status_json_lists_every_daemon_healthy(mail):
     rows = r.json()
     assert {row["daemon"] for row in rows} == {"redis", "openldap", "clamav", "rspamd", "dovecot", "postfix"}
     for row in rows:
-        assert row["name"] == f"ts1-{row['daemon']}"
+        assert row["name"] == f"{mail.instance}-{row['daemon']}"
         assert row["state"] == "running"
         assert row["health"] == "healthy", row
 
@@ -63,8 +63,8 @@ def test_second_instance_on_same_ports_is_refused(mail, fresh_instance):
     other = fresh_instance("ts2", mail.port_offset, up=False)
     r = other("up", timeout=120)
     assert r.code == 3, r.stderr
-    assert "127.0.0.1:21025 (smtp)" in r.stderr and "127.0.0.1:21993 (imaps)" in r.stderr
-    assert "mail instance 'ts1'" in r.stderr
+    assert f"127.0.0.1:{mail.port(25)} (smtp)" in r.stderr and f"127.0.0.1:{mail.port(993)} (imaps)" in r.stderr
+    assert f"mail instance '{mail.instance}'" in r.stderr
     assert other("status", "--json").json()[0]["state"] == "absent"
     # the first instance is untouched
     assert all(row["health"] == "healthy" for row in mail("status", "--json").json())

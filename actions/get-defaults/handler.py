@@ -6,8 +6,9 @@ from mailctl.userdomains import list_user_domains
 
 def run(ctx, data):
     hostname = default_hostname()
+    parent = hostname.split(".", 1)[1]
     return {
         "hostname": hostname,
-        "mail_domain": hostname.split(".", 1)[1],
+        "mail_domain": parent if "." in parent else "",
         "user_domains": list_user_domains(ctx.store),
     }

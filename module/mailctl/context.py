@@ -5,15 +5,46 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from .state import Store
+from .state import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN, Store
 
 EMBEDDED_LDAP = {"name": "local", "schema": "rfc2307", "url": "ldap://openldap", "base_dn": "dc=mail,dc=local"}
+
+# How users and groups look in each LDAP schema the module understands.
+LDAP_SCHEMAS: dict[str, dict[str, Any]] = {
+    "rfc2307": {
+        "user_filter": "(objectClass=posixAccount)", "user_attr": "uid",
+        "group_filter": "(objectClass=posixGroup)", "group_attr": "cn",
+        "member_attr": "memberUid", "member_is_dn": False,
+        "display_attr": "cn", "mail_attr": "mail",
+    },
+    "ad": {
+        "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "user_attr": "sAMAccountName",
+        "group_filter": "(objectClass=group)", "group_attr": "sAMAccountName",
+        "member_attr": "member", "member_is_dn": True,
+        "display_attr": "displayName", "mail_attr": "mail",
+    },
+}
 
 
 def default_hostname() -> str:
     """This host's FQDN, or a made-up one when the host has no domain."""
     fqdn = socket.getfqdn()
     return fqdn if "." in fqdn and not fqdn.endswith(".") else f"{socket.gethostname()}.localdomain"
+
+
+def user_domain_config(store: Store, name: str | None = None) -> dict[str, Any]:
+    """The selected user domain with its schema's attribute names (no password)."""
+    name = name or store.get("user_domain")
+    domain = EMBEDDED_LDAP
+    for external in store.get("external_user_domains") or []:
+        if external["name"] == name:
+            domain = external
+    return {
+        "name": domain["name"], "schema": domain["schema"], "url": domain["url"], "base_dn": domain["base_dn"],
+        "bind_dn": domain.get("bind_dn") or "", "tls": domain.get("tls", False),
+        "embedded": domain is EMBEDDED_LDAP,
+        **LDAP_SCHEMAS[domain["schema"]],
+    }
 
 
 def render_context(store: Store) -> dict[str, Any]:
@@ -27,6 +58,13 @@ def render_context(store: Store) -> dict[str, Any]:
         "mydomain": mydomain,
         "domains": domains,
         "ldap": EMBEDDED_LDAP,
-        "relay_networks": settings.get("relay", {}).get("networks", []) if settings.get("relay") else [],
+        "userdomain": user_domain_config(store),
+        "mailbox_domain": MAILBOX_DOMAIN,
+        "group_domain": GROUP_DOMAIN,
+        "public_domain": PUBLIC_DOMAIN,
+        "relay_networks": settings["relay"]["networks"],
+        "restricted_sender": settings["relay"]["postfix_restricted_sender"],
+        "always_bcc": settings.get("always_bcc") or "",
+        "mailbox": settings["mailbox_settings"],
         "antivirus": settings.get("antivirus") or {"enabled": True, "clamav_official_sigs": False},
     }

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .apply import Applier, Change
 from .context import render_context
 from .engines import Engine, get_engine
 from .errors import MailError
@@ -31,8 +32,12 @@ class DaemonStatus:
         return {"name": self.name, "daemon": self.daemon, "state": self.state, "health": self.health}
 
 
-def prepare(instance: Instance) -> tuple[Store, str]:
-    """Create the state directory, database, secrets, certificate and rendered config."""
+def prepare(instance: Instance) -> tuple[Store, str, list[str]]:
+    """Create the state directory, database, secrets, certificate and rendered config.
+
+    Returns the store, the hostname and the daemons whose rendered files changed
+    (after an upgrade of the templates, say), so running containers can reload them.
+    """
     instance.state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(instance.db_path)
     ensure_secrets(instance)
@@ -40,11 +45,11 @@ def prepare(instance: Instance) -> tuple[Store, str]:
     ensure_self_signed(instance.tls_dir, context["hostname"])
     tree = ConfigTree(instance.config_dir)
     staging = tree.stage(context)
-    current = tree.current()
-    if current is None or tree.changed_daemons(staging, DAEMONS):
+    changed = tree.changed_daemons(staging, DAEMONS)
+    if changed:
         tree.swap(staging)
     tree.prune()
-    return store, context["hostname"]
+    return store, context["hostname"], changed
 
 
 def daemon_health(engine: Engine, stack: Stack, daemon: str, state: str) -> str:
@@ -85,7 +90,7 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
         hint = "./build-images.sh" + (" --docker" if engine.name == "docker" else "")
         raise MailError(f"missing image(s) {', '.join(missing)}: run {hint}")
     check_ports(build_stack(instance, "ports.invalid"), engine)
-    store, hostname = prepare(instance)
+    store, hostname, changed = prepare(instance)
     store.close()
     stack = build_stack(instance, hostname)
 
@@ -101,6 +106,9 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
         if info and all(info.labels.get(k) == spec.labels[k] for k in ("mail.spec-hash", "mail.image-id")):
             if info.state != "running":
                 engine.start(spec.name)
+            elif spec.daemon in changed:
+                progress(f"applying new configuration to {spec.name}")
+                Applier(instance, engine).reload(Change(instance.config_dir, [spec.daemon]))
             continue
         if info:
             engine.remove_container(spec.name)

@@ -48,8 +48,8 @@ def render_into(target: Path, context: dict[str, Any]) -> None:
     """Render every template under imageroot/templates into `target` (a new directory)."""
     env = _environment()
     for source in sorted(TEMPLATES.rglob("*")):
-        if source.is_dir():
-            continue
+        if source.is_dir() or source.name.startswith("_"):
+            continue  # "_name" files are partials included by other templates
         relative = source.relative_to(TEMPLATES)
         dest = target / relative
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,9 @@ class ActionContext:
     reload: set[str] = field(default_factory=set)
     # Set by handlers whose change lives outside the state database (secrets, TLS files).
     force_apply: bool = False
+    # Undo steps for changes outside the database (LDAP entries, secret files), run
+    # newest first if the action fails after making them.
+    undo: list[Callable[[], None]] = field(default_factory=list)
     _engine: Engine | None = None
 
     @property
@@ -165,6 +168,11 @@ def _run_locked(instance, store, handler, action, data, progress) -> Any:
         store.conn.execute("ROLLBACK")
         if change is not None:
             applier.undo(change)
+        for step in reversed(ctx.undo):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - keep undoing the rest; the first error is raised
+                pass
         raise
     if change is not None:
         applier.finish(change)

@@ -113,7 +113,7 @@ def build_stack(instance: Instance, hostname: str) -> Stack:
             Mount(str(instance.config_dir), "/config", read_only=True),
             Mount(str(instance.tls_dir), "/tls", read_only=True),
         ]
-        if daemon == "postfix":
+        if daemon in ("postfix", "dovecot"):  # they read lookups from the state at query time
             mounts.append(Mount(str(instance.db_dir), "/state", read_only=True))
         for secret in SECRETS.get(daemon, ()):
             mounts.append(Mount(str(instance.secrets_dir / secret), f"/run/secrets/{secret}", read_only=True))

@@ -76,6 +76,18 @@ class Engine(ABC):
         except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
             raise EngineError(f"{self.name} could not restart {name}: {exc}") from exc
 
+    def container_ip(self, name: str, network: str) -> str:
+        """The container's address on `network` (rootful bridges are reachable from the host)."""
+        try:
+            attrs = self.client.containers.get(name).attrs
+        except Exception as exc:  # noqa: BLE001 - both SDKs raise their own NotFound
+            raise EngineError(f"container {name} is not running: start the instance with 'mailctl up'") from exc
+        networks = attrs.get("NetworkSettings", {}).get("Networks", {})
+        address = (networks.get(network) or {}).get("IPAddress")
+        if not address:
+            raise EngineError(f"container {name} has no address on network {network}")
+        return address
+
     @abstractmethod
     def remove_container(self, name: str, timeout: int = 10) -> None: ...
 

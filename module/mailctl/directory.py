@@ -1,0 +1,206 @@
+"""Users and groups of a user domain, read (and for the embedded domain, written) with ldap3.
+
+The embedded OpenLDAP container publishes no port: the runtime reaches it at its
+address on the instance network, binding as its admin with the secret password.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.hashed import hashed
+
+from .context import EMBEDDED_LDAP, LDAP_SCHEMAS, user_domain_config
+from .engines import get_engine
+from .errors import MailError
+from .secrets import read_secret
+from .settings import Instance
+from .state import Store
+
+FIRST_ID = 10000  # uidNumber/gidNumber of the first user and group
+
+
+class DirectoryError(MailError):
+    """The user domain's LDAP server failed or refused a request."""
+
+
+class Directory:
+    """Read access to a user domain: users, groups and their members."""
+
+    def __init__(self, conf: dict[str, Any], url: str, bind_dn: str = "", password: str = ""):
+        self.conf = conf
+        self.base = conf["base_dn"]
+        self.schema = LDAP_SCHEMAS[conf["schema"]]
+        try:
+            server = Server(url, connect_timeout=5, use_ssl=url.startswith("ldaps://"))
+            self.conn = Connection(server, bind_dn or None, password or None, auto_bind=True,
+                                   receive_timeout=10, raise_exceptions=True)
+        except LDAPException as exc:
+            raise DirectoryError(f"user domain {conf['name']}: cannot reach {url}: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.unbind()
+
+    def _search(self, flt: str, attrs: list[str]) -> list[Any]:
+        try:
+            self.conn.search(self.base, flt, SUBTREE, attributes=attrs)
+        except LDAPException as exc:
+            raise DirectoryError(f"user domain {self.conf['name']}: search failed: {exc}") from exc
+        return list(self.conn.entries)
+
+    def users(self) -> list[dict[str, Any]]:
+        s = self.schema
+        entries = self._search(s["user_filter"], [s["user_attr"], s["display_attr"], s["mail_attr"]])
+        users = []
+        for e in entries:
+            name = _first(e, s["user_attr"])
+            if name:
+                users.append({"user": name.lower(), "display_name": _first(e, s["display_attr"]) or "",
+                              "mail": _first(e, s["mail_attr"]) or "", "dn": e.entry_dn})
+        return sorted(users, key=lambda u: u["user"])
+
+    def groups(self) -> list[dict[str, Any]]:
+        s = self.schema
+        entries = self._search(s["group_filter"], [s["group_attr"], "description", s["member_attr"]])
+        by_dn = {u["dn"].lower(): u["user"] for u in self.users()} if s["member_is_dn"] else {}
+        groups = []
+        for e in entries:
+            name = _first(e, s["group_attr"])
+            if not name:
+                continue
+            raw = e[s["member_attr"]].values if s["member_attr"] in e else []
+            members = [by_dn.get(str(m).lower()) for m in raw] if s["member_is_dn"] else [str(m).lower() for m in raw]
+            groups.append({"group": name.lower(), "description": _first(e, "description") or "",
+                           "members": sorted(m for m in members if m)})
+        return sorted(groups, key=lambda g: g["group"])
+
+    def user(self, name: str) -> dict[str, Any] | None:
+        return next((u for u in self.users() if u["user"] == name.lower()), None)
+
+    def group(self, name: str) -> dict[str, Any] | None:
+        return next((g for g in self.groups() if g["group"] == name.lower()), None)
+
+
+class EmbeddedDirectory(Directory):
+    """The embedded domain `local`: users under ou=People, groups under ou=Groups."""
+
+    @property
+    def people(self) -> str:
+        return f"ou=People,{self.base}"
+
+    @property
+    def groups_dn(self) -> str:
+        return f"ou=Groups,{self.base}"
+
+    def _do(self, what: str, call) -> None:
+        try:
+            call()
+        except LDAPException as exc:
+            raise DirectoryError(f"{what}: {exc}") from exc
+
+    def _next_id(self, attr: str) -> int:
+        entries = self._search(f"({attr}=*)", [attr])
+        return max([FIRST_ID - 1, *(int(e[attr].value) for e in entries)]) + 1
+
+    def add_user(self, user: str, password: str, display_name: str = "", mail: str = "") -> None:
+        attrs = {
+            "objectClass": ["inetOrgPerson", "posixAccount", "shadowAccount"],
+            "uid": user, "cn": display_name or user, "sn": display_name or user,
+            "uidNumber": self._next_id("uidNumber"), "gidNumber": FIRST_ID,
+            "homeDirectory": f"/var/lib/vmail/{user}", "loginShell": "/usr/sbin/nologin",
+            "userPassword": hashed_password(password),
+        }
+        if display_name:
+            attrs["displayName"] = display_name
+        if mail:
+            attrs["mail"] = mail
+        self._do(f"add user {user}", lambda: self.conn.add(f"uid={user},{self.people}", attributes=attrs))
+
+    def modify_user(self, user: str, display_name: str | None = None, mail: str | None = None,
+                    password: str | None = None) -> None:
+        changes: dict[str, Any] = {}
+        if display_name is not None:
+            changes["cn"] = [(MODIFY_REPLACE, [display_name or user])]
+            changes["displayName"] = [(MODIFY_REPLACE, [display_name] if display_name else [])]
+        if mail is not None:
+            changes["mail"] = [(MODIFY_REPLACE, [mail] if mail else [])]
+        if password is not None:
+            changes["userPassword"] = [(MODIFY_REPLACE, [hashed_password(password)])]
+        if changes:
+            self._do(f"change user {user}", lambda: self.conn.modify(f"uid={user},{self.people}", changes))
+
+    def delete_user(self, user: str) -> None:
+        for g in self.groups():
+            if user in g["members"]:
+                self.set_members(g["group"], [m for m in g["members"] if m != user])
+        self._do(f"remove user {user}", lambda: self.conn.delete(f"uid={user},{self.people}"))
+
+    def add_group(self, group: str, description: str = "", members: list[str] | tuple = ()) -> None:
+        attrs: dict[str, Any] = {"objectClass": ["posixGroup"], "cn": group, "gidNumber": self._next_id("gidNumber")}
+        if description:
+            attrs["description"] = description
+        if members:
+            attrs["memberUid"] = list(members)
+        self._do(f"add group {group}", lambda: self.conn.add(f"cn={group},{self.groups_dn}", attributes=attrs))
+
+    def set_members(self, group: str, members: list[str]) -> None:
+        dn = f"cn={group},{self.groups_dn}"
+        self.conn.search(dn, "(objectClass=*)", BASE, attributes=["memberUid"])
+        current = self.conn.entries[0].memberUid.values if self.conn.entries and "memberUid" in self.conn.entries[0] else []
+        changes = {"memberUid": [(MODIFY_REPLACE, list(members))]} if members else (
+            {"memberUid": [(MODIFY_DELETE, [])]} if current else {})
+        if changes:
+            self._do(f"change group {group}", lambda: self.conn.modify(dn, changes))
+
+    def set_description(self, group: str, description: str) -> None:
+        dn = f"cn={group},{self.groups_dn}"
+        change = [(MODIFY_REPLACE, [description])] if description else [(MODIFY_REPLACE, [])]
+        self._do(f"change group {group}", lambda: self.conn.modify(dn, {"description": change}))
+
+    def delete_group(self, group: str) -> None:
+        self._do(f"remove group {group}", lambda: self.conn.delete(f"cn={group},{self.groups_dn}"))
+
+
+def hashed_password(password: str) -> str:
+    """A salted SHA-512 hash: slapd verifies it, nothing stores the clear text."""
+    from ldap3 import HASHED_SALTED_SHA512
+
+    return hashed(HASHED_SALTED_SHA512, password)
+
+
+def _first(entry: Any, attr: str) -> str | None:
+    if attr not in entry:
+        return None
+    value = entry[attr].value
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return str(value) if value is not None else None
+
+
+def escape(value: str) -> str:
+    return escape_filter_chars(value)
+
+
+def open_directory(instance: Instance, store: Store, name: str | None = None) -> Directory:
+    """Connect to the selected (or the named) user domain."""
+    conf = user_domain_config(store, name)
+    if conf["embedded"]:
+        engine = get_engine(instance.engine)
+        ip = engine.container_ip(instance.container_name("openldap"), instance.name)
+        return EmbeddedDirectory(conf, f"ldap://{ip}:389", f"cn=admin,{EMBEDDED_LDAP['base_dn']}",
+                                 read_secret(instance, "ldap-admin-password"))
+    password = ""
+    if conf["bind_dn"]:
+        path = instance.secrets_dir / f"ldap-bind-password-{conf['name']}"
+        password = path.read_text() if path.exists() else ""
+    return Directory(conf, conf["url"], conf["bind_dn"], password)
+
+
+def open_embedded(instance: Instance, store: Store) -> EmbeddedDirectory:
+    """The embedded domain, for the user and group actions (which only manage `local`)."""
+    directory = open_directory(instance, store, EMBEDDED_LDAP["name"])
+    assert isinstance(directory, EmbeddedDirectory)
+    return directory

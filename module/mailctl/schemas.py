@@ -1,0 +1,102 @@
+"""The JSON Schemas of the actions: `actions/<name>/validate-{input,output}.json`.
+
+Schema files carry no `$id`: each one's base URI is its own file:// path, so
+`{"$ref": "../definitions.json#/definitions/domain"}` resolves against the
+actions folder. Only file:// URIs under `ACTIONS_DIR` are ever loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from jsonschema import Draft7Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource
+from referencing.jsonschema import DRAFT7
+
+from .settings import PROJECT_ROOT
+
+ACTIONS_DIR: Path = PROJECT_ROOT / "actions"
+
+Kind = Literal["input", "output"]
+
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_LOCAL = re.compile(r"^[^\s@\"\\<>()\[\],;:]{1,64}$")
+
+
+def _is_hostname(value: object) -> bool:
+    """RFC 1123 host name (jsonschema checks "hostname" only if the `fqdn` package is installed)."""
+    if not isinstance(value, str):
+        return True
+    return 0 < len(value) <= 253 and all(_LABEL.match(label) for label in value.split("."))
+
+
+def _is_email(value: object) -> bool:
+    """local@host with a plausible local part and an RFC 1123 host (jsonschema only looks for an "@")."""
+    if not isinstance(value, str):
+        return True
+    local, at, host = value.rpartition("@")
+    return bool(at) and bool(_LOCAL.match(local)) and _is_hostname(host)
+
+
+def format_checker() -> FormatChecker:
+    """The standard checker (ipv4, ipv6, ...) with real "hostname" and "email" checks."""
+    checker = FormatChecker()
+    checker.checks("hostname")(_is_hostname)
+    checker.checks("email")(_is_email)
+    return checker
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+@cache
+def _retrieve(uri: str) -> Resource:
+    """Load a schema referenced by a file:// URI inside the actions folder."""
+    parts = urlsplit(uri)
+    path = Path(unquote(parts.path)).resolve()
+    if parts.scheme != "file" or not path.is_relative_to(ACTIONS_DIR.resolve()) or not path.is_file():
+        raise NoSuchResource(ref=uri)
+    return Resource.from_contents(_read(path), default_specification=DRAFT7)
+
+
+@cache
+def _registry() -> Registry:
+    return Registry(retrieve=_retrieve)
+
+
+def action_names() -> list[str]:
+    """Every action, i.e. every folder of ACTIONS_DIR with a validate-input.json, sorted."""
+    if not ACTIONS_DIR.is_dir():
+        return []
+    return sorted(p.parent.name for p in ACTIONS_DIR.glob("*/validate-input.json"))
+
+
+def schema_path(action: str, kind: Kind) -> Path:
+    """The file of an action's input or output schema."""
+    if kind not in ("input", "output"):
+        raise ValueError(f"schema kind {kind!r}: use 'input' or 'output'")
+    return ACTIONS_DIR / action / f"validate-{kind}.json"
+
+
+def load_schema(action: str, kind: Kind) -> dict[str, Any]:
+    """The schema as stored, with `$id` set to its file:// URI (its base for relative $ref)."""
+    path = schema_path(action, kind)
+    return {**_read(path), "$id": path.resolve().as_uri()}
+
+
+@cache
+def load_validator(action: str, kind: Kind) -> Draft7Validator:
+    """A format-checking Draft 7 validator for an action's input or output, with $refs resolvable."""
+    return Draft7Validator(load_schema(action, kind), registry=_registry(), format_checker=format_checker())
+
+
+def describe(action: str) -> str:
+    """The one-line description of an action (from its validate-input.json)."""
+    return str(_read(schema_path(action, "input")).get("description", "")).strip()
