@@ -9,6 +9,12 @@
 #
 #   tests/start-dockerd.sh
 #   DOCKERD_IPTABLES=false tests/start-dockerd.sh   # only if iptables setup fails
+#
+# iptables works on this host (iptables-nft 1.8.9) and is the default. With
+# DOCKERD_IPTABLES=false, ports published on 127.0.0.1 still answer (docker-proxy),
+# but user networks get no MASQUERADE rule: the embedded DNS forwards outside names
+# from the container's namespace and those queries time out, so postfix's reverse
+# lookup of each client outlasts the health probe and the stack never becomes healthy.
 set -uo pipefail
 
 LOG=${DOCKERD_LOG:-/tmp/dockerd.log}

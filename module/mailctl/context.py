@@ -51,7 +51,8 @@ def render_context(store: Store) -> dict[str, Any]:
     settings = store.settings()
     hostname = settings["hostname"] or default_hostname()
     domains = store.list_domains()
-    mydomain = settings["mail_domain"] or (domains[0]["domain"] if domains else hostname.split(".", 1)[1])
+    # Not derived from the domain list: adding a domain must not change main.cf (no reload).
+    mydomain = settings["mail_domain"] or hostname.split(".", 1)[1]
     return {
         **settings,
         "hostname": hostname,

@@ -10,10 +10,27 @@ from .settings import Instance
 from .stack import SECRETS
 
 
+def _mounted(path: Path) -> bool:
+    """A secret file bind-mounted into a container (see stack.SECRETS)."""
+    return any(path.name in names for names in SECRETS.values())
+
+
 def write_secret(path: Path, content: str) -> None:
-    """Write `content` atomically with mode 0600 from the first byte."""
+    """Write `content` with mode 0600 from the first byte.
+
+    A new file is written atomically (temporary file + rename). A file that is
+    bind-mounted into a container is rewritten in place instead: a bind mount of a
+    single file keeps the inode it was made with, so a renamed-over file would stay
+    invisible to the running container.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
+    if _mounted(path) and path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

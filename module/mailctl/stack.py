@@ -33,9 +33,12 @@ DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
 SECRETS: dict[str, tuple[str, ...]] = {
     "openldap": ("ldap-admin-password",),
     "rspamd": ("rspamd-controller.inc",),
-    "dovecot": ("dovecot-master-users",),
-    "postfix": ("postfix-sasl_passwd.map",),
+    "dovecot": ("dovecot-master-users", "ldap-bind-password"),
+    "postfix": ("postfix-sasl_passwd.map", "ldap-bind-password"),
 }
+# ldap-bind-password: the selected user domain's bind password (empty for `local`),
+# put in place of __SECRET_ldap-bind-password__ in the rendered LDAP files by the
+# images' reload scripts; userdomains.sync_bind_secret keeps it current.
 
 # Named volumes: daemon -> {purpose: mount point}.
 VOLUMES: dict[str, dict[str, str]] = {

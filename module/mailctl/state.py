@@ -177,6 +177,9 @@ class Store:
     def delete_domain(self, domain: str) -> None:
         self.conn.execute("DELETE FROM domains WHERE domain=?", (domain,))
         self.conn.execute("DELETE FROM catchall_targets WHERE domain=?", (domain,))
+        # Its own addresses go with it (mail already delivered stays in the mailboxes).
+        self.conn.execute("DELETE FROM addresses WHERE domain=?", (domain,))
+        self.conn.execute("DELETE FROM address_targets WHERE domain=?", (domain,))
 
     def put_domain_catchall(self, domain: str, catchall: dict[str, Any] | None) -> None:
         self.conn.execute("DELETE FROM catchall_targets WHERE domain=?", (domain,))

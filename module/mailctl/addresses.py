@@ -1,0 +1,148 @@
+"""Mail addresses and their destinations: rules shared by the address actions.
+
+An address row has `domain` '*' when it is a wildcard (valid in every mail domain).
+Users and groups also have automatic addresses (`adduser`/`addgroup`) in the domains
+with addusers/addgroups on; those are not rows: only their `internal` flag is stored,
+in the setting INTERNAL_AUTO (postfix reads it from there at RCPT time).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .directory import Directory, open_directory
+from .state import Store
+
+WILDCARD = "*"
+POSTMASTER = "postmaster"
+# Setting: {"adduser": [user names], "addgroup": [group names]} whose automatic
+# addresses refuse mail from outside.
+INTERNAL_AUTO = "internal_auto_addresses"
+# Table of public mailboxes, when that feature has created it.
+PUBLIC_TABLE = "public_mailboxes"
+
+_EMAIL = re.compile(r"^[^@\s]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*$")
+
+
+def address_key(ctx, data: dict[str, Any], must_exist_domain: bool = True) -> tuple[str, str]:
+    """(local, domain) of the input; domain is '*' for a wildcard. Rejects an unknown domain."""
+    local = data["local"].lower()
+    if data["atype"] != "domain":
+        return local, WILDCARD
+    domain = data["domain"].lower()
+    if must_exist_domain and ctx.store.get_domain(domain) is None:
+        ctx.reject("domain", "mail_domain_not_found", data["domain"], f"{domain} is not a mail domain")
+    return local, domain
+
+
+def public_mailboxes(store: Store) -> set[str] | None:
+    """Names of the public mailboxes, or None while no public-mailbox table exists."""
+    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                (PUBLIC_TABLE,)).fetchone()
+    if not exists:
+        return None
+    rows = store.conn.execute(f"SELECT * FROM {PUBLIC_TABLE}").fetchall()
+    return {str(r["mailbox"] if "mailbox" in r.keys() else r[0]) for r in rows}
+
+
+def normalize_destinations(ctx, destinations: list[dict[str, Any]], field: str = "destinations",
+                           directory: Directory | None = None) -> list[dict[str, Any]]:
+    """Check that every destination exists; return them without display-only keys.
+
+    Users and groups must exist in the selected user domain, public mailboxes among the
+    public mailboxes (any well-formed name while that feature has no table), and an
+    external destination must be an email address.
+    """
+    if directory is None and any(d["dtype"] in ("user", "group") for d in destinations):
+        directory = open_directory(ctx.instance, ctx.store)
+    users = {u["user"] for u in directory.users()} if directory else set()
+    groups = {g["group"] for g in directory.groups()} if directory else set()
+    publics = public_mailboxes(ctx.store)
+    result: list[dict[str, Any]] = []
+    for dest in destinations:
+        dtype, name = dest["dtype"], dest["name"]
+        if dtype in ("user", "group"):
+            name = name.lower()
+            if name not in (users if dtype == "user" else groups):
+                ctx.reject(field, "address_destination_not_found", dest["name"],
+                           f"{dtype} {dest['name']} does not exist in the user domain")
+        elif dtype == "public":
+            if publics is not None and name not in publics:
+                ctx.reject(field, "address_destination_not_found", name, f"public mailbox {name} does not exist")
+        elif not _EMAIL.match(name):
+            ctx.reject(field, "address_destination_invalid", name, "an external destination must be an email address")
+        clean = {"dtype": dtype, "name": name}
+        if clean not in result:
+            result.append(clean)
+    return result
+
+
+def internal_auto(store: Store) -> dict[str, list[str]]:
+    value = store.get(INTERNAL_AUTO) or {}
+    return {"adduser": list(value.get("adduser", [])), "addgroup": list(value.get("addgroup", []))}
+
+
+def set_internal_auto(store: Store, atype: str, name: str, internal: bool) -> None:
+    """Mark the automatic address of a user or group as internal (or not)."""
+    value = internal_auto(store)
+    names = set(value[atype]) - {name}
+    value[atype] = sorted(names | ({name} if internal else set()))
+    store.set(INTERNAL_AUTO, value)
+
+
+def listed_destination(dest: dict[str, Any], users: dict[str, dict], groups: dict[str, dict]) -> dict[str, Any]:
+    """A stored destination for output: users and groups gone from LDAP become `apo`."""
+    if dest["dtype"] == "user":
+        user = users.get(dest["name"].lower())
+        if user is None:
+            return {"dtype": "apo", "name": dest["name"]}
+        return {"dtype": "user", "name": user["user"], "ui_name": user["display_name"]}
+    if dest["dtype"] == "group":
+        group = groups.get(dest["name"].lower())
+        if group is None:
+            return {"dtype": "apo", "name": dest["name"]}
+        return {"dtype": "group", "name": group["group"], "ui_name": group["description"]}
+    return {"dtype": dest["dtype"], "name": dest["name"]}
+
+
+def list_addresses(store: Store, directory: Directory) -> dict[str, Any]:
+    """The list-addresses output: explicit addresses, then the automatic ones."""
+    users = {u["user"]: u for u in directory.users()}
+    groups = {g["group"]: g for g in directory.groups()}
+    domains = store.list_domains()
+    internal = internal_auto(store)
+    addresses = []
+    for a in store.list_addresses():
+        item: dict[str, Any] = {
+            "local": a["local"], "atype": a["atype"],
+            "destinations": [listed_destination(d, users, groups) for d in a["destinations"]],
+            "internal": a["internal"], "description": a["description"],
+        }
+        if a["domain"] is not None:
+            item["domain"] = a["domain"]
+        if a["local"] == POSTMASTER and a["domain"] is None:
+            item["delete_forbidden"] = True
+        addresses.append(item)
+    adduser_domains = [d["domain"] for d in domains if d["addusers"]]
+    addgroup_domains = [d["domain"] for d in domains if d["addgroups"]]
+    if adduser_domains:
+        addresses += [{"local": name, "atype": "adduser", "description": u["display_name"],
+                       "destinations": [{"dtype": "user", "name": name, "ui_name": u["display_name"]}],
+                       "internal": name in internal["adduser"]} for name, u in users.items()]
+    if addgroup_domains:
+        addresses += [{"local": name, "atype": "addgroup", "description": g["description"],
+                       "destinations": [{"dtype": "group", "name": name, "ui_name": g["description"]}],
+                       "internal": name in internal["addgroup"]} for name, g in groups.items()]
+    return {"adduser_domains": adduser_domains, "addgroup_domains": addgroup_domains, "addresses": addresses}
+
+
+def list_destinations(store: Store, directory: Directory) -> list[dict[str, Any]]:
+    """Everything an address can point at: users, groups and public mailboxes."""
+    result = [{"dtype": "user", "name": u["user"], "ui_name": u["display_name"] or u["user"]}
+              for u in directory.users()]
+    result += [{"dtype": "group", "name": g["group"], "ui_name": g["description"] or g["group"]}
+               for g in directory.groups()]
+    result += [{"dtype": "public", "name": p, "ui_name": p} for p in sorted(public_mailboxes(store) or ())]
+    return result
+
