@@ -8,6 +8,7 @@ import signal
 import smtplib
 import subprocess
 import time
+
 import pytest
 from conftest import MAILCTL
 from protocol import HOST

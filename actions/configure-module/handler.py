@@ -1,5 +1,6 @@
 """configure-module: the first-configuration wizard (hostname, user domain, primary mail domain)."""
 
+from mailctl.external_ldap import sync_bind_secret
 from mailctl.state import new_domain
 from mailctl.tls import regenerate_if_self_signed
 from mailctl.userdomains import find_user_domain
@@ -13,6 +14,7 @@ def run(ctx, data):
     hostname = data["hostname"].lower()
     store.set("hostname", hostname)
     store.set("user_domain", data["user_domain"])
+    sync_bind_secret(ctx)  # the mounted bind password follows the selected user domain
     mail_domain = (data.get("mail_domain") or "").lower()
     if mail_domain:
         store.set("mail_domain", mail_domain)

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 from tenacity import retry, retry_if_exception_type, wait_exponential

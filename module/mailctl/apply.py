@@ -79,7 +79,8 @@ class Applier:
             if daemon not in running or daemon in RESTART_ON_CHANGE:
                 continue
             staged = f"/config/{change.staging.name}/{daemon}"
-            code, out = self.engine.exec(self.instance.container_name(daemon), ["/usr/local/bin/reload", "--check", staged])
+            name = self.instance.container_name(daemon)
+            code, out = self.engine.exec(name, ["/usr/local/bin/reload", "--check", staged])
             if code != 0:
                 last = " ".join(out.strip().splitlines()[-3:])
                 raise ConfigCheckFailed(f"{daemon} refused the new configuration: {last}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ldap3 import BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
+from ldap3 import AUTO_BIND_TLS_BEFORE_BIND, BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.hashed import hashed
@@ -36,7 +36,9 @@ class Directory:
         self.schema = LDAP_SCHEMAS[conf["schema"]]
         try:
             server = Server(url, connect_timeout=5, use_ssl=url.startswith("ldaps://"))
-            self.conn = Connection(server, bind_dn or None, password or None, auto_bind=True,
+            starttls = bool(conf.get("tls")) and url.startswith("ldap://")
+            self.conn = Connection(server, bind_dn or None, password or None,
+                                   auto_bind=AUTO_BIND_TLS_BEFORE_BIND if starttls else True,
                                    receive_timeout=10, raise_exceptions=True)
         except LDAPException as exc:
             raise DirectoryError(f"user domain {conf['name']}: cannot reach {url}: {exc}") from exc
@@ -149,7 +151,8 @@ class EmbeddedDirectory(Directory):
     def set_members(self, group: str, members: list[str]) -> None:
         dn = f"cn={group},{self.groups_dn}"
         self.conn.search(dn, "(objectClass=*)", BASE, attributes=["memberUid"])
-        current = self.conn.entries[0].memberUid.values if self.conn.entries and "memberUid" in self.conn.entries[0] else []
+        entry = self.conn.entries[0] if self.conn.entries else None
+        current = entry.memberUid.values if entry is not None and "memberUid" in entry else []
         changes = {"memberUid": [(MODIFY_REPLACE, list(members))]} if members else (
             {"memberUid": [(MODIFY_DELETE, [])]} if current else {})
         if changes:

@@ -8,7 +8,8 @@ state database and the user domain's LDAP at query time (templates/postfix/*send
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # ActionContext.reject: (field, error code, value, message) -> raises ValidationFailed.
 Reject = Callable[..., Any]

@@ -12,11 +12,12 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import schemas
 from .apply import Applier
@@ -127,11 +128,13 @@ def instance_lock(instance: Instance) -> Iterator[None]:
 def run_action(instance: Instance, action: str, data: Any = None, progress: Progress | None = None) -> Any:
     """Run one action to completion and return its output (see the module docstring)."""
     progress = progress or (lambda _: None)
-    handler = _load_handler(action)
+    if action not in schemas.action_names():
+        raise MailError(f"unknown action {action!r}: 'mailctl actions' lists them")
     data = normalize_input(data)
     errors = validation_errors(action, "input", data)
     if errors:
         raise ValidationFailed(errors)
+    handler = _load_handler(action)
     with instance_lock(instance):
         ensure_secrets(instance)
         store = Store(instance.db_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import secrets as _random
 from pathlib import Path
@@ -47,6 +49,7 @@ def ensure_secrets(instance: Instance) -> None:
     generated = {
         "ldap-admin-password": lambda: _random.token_urlsafe(24),
         "rspamd-admin-password": lambda: _random.token_urlsafe(18),
+        "vmail-master-password": lambda: _random.token_urlsafe(18),
     }
     for name, make in generated.items():
         if not (instance.secrets_dir / name).exists():
@@ -55,7 +58,18 @@ def ensure_secrets(instance: Instance) -> None:
     if not controller.exists():
         password = read_secret(instance, "rspamd-admin-password")
         write_secret(controller, f'bind_socket = "*:11334";\npassword = "{password}";\nenable_password = "{password}";\n')
+    # The built-in master user "vmail" (reveal-master-credentials), a dovecot passwd-file.
+    masters = instance.secrets_dir / "dovecot-master-users"
+    if not masters.exists() or masters.stat().st_size == 0:
+        write_secret(masters, f"vmail:{ssha512(read_secret(instance, 'vmail-master-password'))}\n")
     for names in SECRETS.values():
         for name in names:
             if not (instance.secrets_dir / name).exists():
                 write_secret(instance.secrets_dir / name, "")
+
+
+def ssha512(password: str) -> str:
+    """A dovecot {SSHA512} hash: base64(sha512(password + salt) + salt)."""
+    salt = _random.token_bytes(16)
+    digest = hashlib.sha512(password.encode() + salt).digest()
+    return "{SSHA512}" + base64.b64encode(digest + salt).decode()

@@ -38,7 +38,7 @@ class Instance:
             raise ValueError(f"port offset {self.port_offset}: must be between 0 and 60000")
 
     @classmethod
-    def from_env(cls, **overrides) -> "Instance":
+    def from_env(cls, **overrides) -> Instance:
         """Build from MAIL_* env vars; explicit (non-None) overrides win."""
         values = {
             "name": os.environ.get("MAIL_INSTANCE", "mail1"),

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator
-from mailctl import schemas
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+
+from mailctl import schemas
 
 # Every action of /work/shared/API.md (the action catalogue).
 API_ACTIONS = [

@@ -1,0 +1,26 @@
+"""list-user-mailboxes: every user of the user domain with its mailbox settings and quota usage."""
+
+from mailctl.directory import open_directory
+from mailctl.mailboxes import forward_status, quota_status, quota_usage, spam_retention_status
+
+
+def run(ctx, data):
+    directory = open_directory(ctx.instance, ctx.store)
+    users = [u["user"] for u in directory.users()]
+    groups = {g["group"] for g in directory.groups()}
+    defaults = ctx.store.get("mailbox_settings")
+    default_quota = defaults["quota"]["limit"]
+    default_retention = defaults["spam_retention"]["value"]
+    usage = quota_usage(ctx.engine, ctx.instance, users)
+    mailboxes = []
+    for user in users:
+        m = ctx.store.get_mailbox(user)
+        mailboxes.append({
+            "user": user,
+            "enabled": m["enabled"],
+            "quota": quota_status(m, default_quota, usage.get(user)),
+            "spam_retention": spam_retention_status(m, default_retention),
+            "forward": forward_status(m, set(users), groups),
+        })
+    return {"default_quota": {"limit": default_quota}, "default_spam_retention": {"value": default_retention},
+            "user_mailboxes": mailboxes}

@@ -1,0 +1,14 @@
+"""set-mailbox-enabled: a disabled mailbox cannot log in and receives nothing.
+
+Dovecot's deny passdb and userdb, and postfix's recipient check, read the flag from the
+state at query time: no reload is needed.
+"""
+
+from mailctl.directory import open_directory
+from mailctl.mailboxes import require_user
+
+
+def run(ctx, data):
+    user = require_user(open_directory(ctx.instance, ctx.store), data["user"], ctx.reject)
+    ctx.store.put_mailbox({"user": user, "enabled": data["enabled"]})
+    return {}

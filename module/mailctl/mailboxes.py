@@ -1,0 +1,115 @@
+"""User mailboxes: their effective settings, quota usage read from dovecot, forwards, masters.
+
+A mailbox has a row in the `mailboxes` table only once one of its settings differs
+from the defaults (state.Store.get_mailbox fills in the rest). The defaults are the
+`mailbox_settings` setting: quota (MiB), spam folder, subject prefix, spam retention.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .directory import Directory
+from .engines import Engine
+from .settings import Instance
+from .state import Store
+
+# ActionContext.reject: (field, error code, value, message) -> raises ValidationFailed.
+Reject = Callable[..., Any]
+
+# The built-in master user (see secrets.ensure_secrets): "<user>*vmail" with its
+# generated password opens any mailbox; reveal-master-credentials shows it.
+MASTER_USER = "vmail"
+MASTER_PASSWORD_SECRET = "vmail-master-password"
+MASTER_SEPARATOR = "*"
+
+# Prints "<user>\t<doveadm JSON or null>" per user given as argument.
+_QUOTA_SCRIPT = ('for u; do r=$(doveadm -f json quota get -u "$u" 2>/dev/null) || r=null; '
+                 'printf "%s\\t%s\\n" "$u" "${r:-null}"; done')
+
+
+def quota_usage(engine: Engine, instance: Instance, users: list[str]) -> dict[str, int]:
+    """Storage used by each user's mailbox in KiB, from `doveadm quota get` (one exec).
+
+    Users dovecot cannot look up (disabled) or a stopped container give no entry.
+    """
+    if not users:
+        return {}
+    code, out = engine.exec(instance.container_name("dovecot"), ["sh", "-c", _QUOTA_SCRIPT, "sh", *users])
+    if code != 0:
+        return {}
+    usage: dict[str, int] = {}
+    for line in out.splitlines():
+        user, _, raw = line.partition("\t")
+        try:
+            rows = json.loads(raw)
+        except ValueError:
+            continue
+        for row in rows or []:
+            if row.get("type") == "STORAGE" and str(row.get("value", "")).isdigit():
+                usage[user] = int(row["value"])
+    return usage
+
+
+def quota_status(mailbox: dict[str, Any], default_limit: int, used_kib: int | None) -> dict[str, Any]:
+    """The quota of one mailbox as list-user-mailboxes shows it (limit in MiB, 0 = none)."""
+    limit = mailbox["quota_limit"] if mailbox["quota_custom"] else default_limit
+    status: dict[str, Any] = {"limit": limit, "custom": mailbox["quota_custom"]}
+    if used_kib is not None:
+        status["value"] = round(used_kib / 1024)
+        status["percent"] = round(used_kib * 100 / (limit * 1024), 1) if limit else 0
+    return status
+
+
+def spam_retention_status(mailbox: dict[str, Any], default_days: int) -> dict[str, Any]:
+    custom = mailbox["spam_custom"]
+    return {"value": mailbox["spam_retention"] if custom else default_days, "custom": custom}
+
+
+def forward_status(mailbox: dict[str, Any], users: set[str], groups: set[str]) -> dict[str, Any]:
+    """The forward of a mailbox; a user or group that no longer exists is listed as `apo`."""
+    destinations = []
+    for d in mailbox["forward"] or []:
+        gone = (d["dtype"] == "user" and d["name"].lower() not in users) or (
+            d["dtype"] == "group" and d["name"].lower() not in groups)
+        destinations.append({"dtype": "apo" if gone else d["dtype"], "name": d["name"]})
+    return {"destinations": destinations, "keepcopy": mailbox["keepcopy"] if destinations else False}
+
+
+def require_user(directory: Directory, user: str, reject: Reject, field: str = "user") -> str:
+    """The lower-case name of `user`, which must exist in the user domain."""
+    if directory.user(user) is None:
+        reject(field, "user_not_found", user, f"no user {user!r} in the user domain")
+    return user.lower()
+
+
+def check_forward(directory: Directory, user: str, forward: dict[str, Any], reject: Reject) -> list[dict[str, Any]]:
+    """The forward destinations, checked: known users and groups, not the mailbox itself."""
+    groups = {g["group"] for g in directory.groups()}
+    checked = []
+    for i, d in enumerate(forward["destinations"]):
+        field = f"forward.destinations.{i}.name"
+        name = d["name"]
+        if d["dtype"] == "user":
+            name = name.lower()
+            if name == user:
+                reject(field, "forward_to_itself", d["name"], "use keepcopy to also keep the messages")
+            require_user(directory, name, reject, field)
+        elif d["dtype"] == "group":
+            name = name.lower()
+            if name not in groups:
+                reject(field, "group_not_found", d["name"], f"no group {d['name']!r} in the user domain")
+        elif d["dtype"] == "external":
+            name = name.lower()
+        checked.append({"dtype": d["dtype"], "name": name})
+    return checked
+
+
+def merge_settings(store: Store, data: dict[str, Any]) -> dict[str, Any]:
+    """`mailbox_settings` with the given parts replaced; a disabled folder/prefix keeps its text."""
+    settings = store.get("mailbox_settings")
+    for key, value in data.items():
+        settings[key] = {**settings.get(key, {}), **value}
+    return settings

@@ -1,0 +1,292 @@
+"""Addresses and domain mail flow on a running instance, with real SMTP and IMAP clients.
+
+Mail comes in on port 25 (MTA, no AUTH) or 587 (AUTH after STARTTLS) and is read back over
+IMAP on 143 after STARTTLS: unknown recipients, catch-all, wildcard, multi-destination,
+internal and group addresses, hidden copies (bccaddr), and a removed domain's mail.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import smtplib
+import subprocess
+import time
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import pytest
+from protocol import HOST, insecure_tls
+
+pytestmark = pytest.mark.containers
+
+PASSWORD = "Addr3ss-pass"
+DOMAIN = "example.org"
+# Users and group of this file (prefixed so they do not collide with other test files).
+BOB, CAROL, AUDIT, SALES = "adbob", "adcarol", "adaudit", "adsales"
+
+
+@pytest.fixture(scope="module")
+def mx(mail):
+    """The shared instance, configured, with this file's users and group."""
+    mail.run("configure-module", {"hostname": "mail.example.org", "user_domain": "local", "mail_domain": DOMAIN})
+    for user in (BOB, CAROL, AUDIT):
+        mail.run("add-user", {"user": user, "password": PASSWORD, "display_name": user.title()})
+    mail.run("add-group", {"group": SALES, "description": "Sales", "members": [BOB, CAROL]})
+    yield mail
+    for user in (BOB, CAROL, AUDIT):
+        mail.run("remove-user", {"user": user}, expect=None)
+    mail.run("remove-group", {"group": SALES}, expect=None)
+
+
+def token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def message(sender: str, to: str, subject: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Date"], msg["Message-ID"] = formatdate(localtime=True), make_msgid(domain="client.example.net")
+    msg.set_content(f"Test message {subject}.\nRegards.\n")
+    return msg
+
+
+def send25(cli, rcpts: list[str], subject: str, sender: str = "someone@example.net") -> None:
+    """Deliver from outside, MTA to MTA, on port 25."""
+    with smtplib.SMTP(HOST, cli.port(25), timeout=20) as s:
+        s.ehlo("client.example.net")
+        s.send_message(message(sender, rcpts[0], subject), sender, rcpts)
+
+
+def send587(cli, user: str, rcpts: list[str], subject: str) -> None:
+    """Submit as an authenticated user on 587 (AUTH after STARTTLS)."""
+    with smtplib.SMTP(HOST, cli.port(587), timeout=20) as s:
+        s.ehlo("client.example.net")
+        s.starttls(context=insecure_tls())
+        s.ehlo("client.example.net")
+        s.login(user, PASSWORD)
+        s.send_message(message(f"{user}@{DOMAIN}", rcpts[0], subject), f"{user}@{DOMAIN}", rcpts)
+
+
+def rcpt(cli, address: str, port: int = 25) -> tuple[int, str]:
+    with smtplib.SMTP(HOST, cli.port(port), timeout=20) as s:
+        s.ehlo("client.example.net")
+        s.mail("someone@example.net")
+        code, msg = s.rcpt(address)
+        return code, msg.decode()
+
+
+def inbox_subjects(cli, user: str, needle: str) -> int:
+    """How many INBOX messages of `user` have `needle` in their subject (IMAP, STARTTLS)."""
+    with imaplib.IMAP4(HOST, cli.port(143), timeout=20) as imap:
+        imap.starttls(ssl_context=insecure_tls())
+        imap.login(user, PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.search(None, "SUBJECT", f'"{needle}"')
+        imap.logout()
+        return len(data[0].split())
+
+
+def wait_delivered(cli, user: str, needle: str, count: int = 1, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    found = 0
+    while time.monotonic() < deadline:
+        found = inbox_subjects(cli, user, needle)
+        if found >= count:
+            return
+        time.sleep(0.3)
+    pytest.fail(f"{needle!r}: {found} message(s) for {user}, expected {count}")
+
+
+def assert_not_delivered(cli, user: str, needle: str) -> None:
+    assert inbox_subjects(cli, user, needle) == 0, f"{user} got {needle!r}"
+
+
+def errors(result) -> list[dict]:
+    return json.loads(result.stdout)
+
+
+def test_unknown_recipient_is_rejected_at_rcpt(mx):
+    code, msg = rcpt(mx, f"nobody-{token()}@{DOMAIN}")
+    assert code == 550 and "5.1.1" in msg, (code, msg)
+    code, _ = rcpt(mx, f"{BOB}@{DOMAIN}")
+    assert code == 250
+
+
+def test_address_actions_validate_and_list(mx):
+    dest = [{"dtype": "user", "name": BOB}]
+    mx.run("add-address", {"local": "adinfo", "atype": "domain", "domain": DOMAIN, "destinations": dest,
+                           "description": "Info"})
+    r = mx.run("add-address", {"local": "adinfo", "atype": "domain", "domain": DOMAIN, "destinations": dest},
+               expect=10)
+    assert errors(r)[0]["field"] == "local" and errors(r)[0]["error"] == "address_already_exists"
+    r = mx.run("add-address", {"local": "x", "atype": "domain", "domain": "nodomain.example.com",
+                               "destinations": dest}, expect=10)
+    assert errors(r)[0]["field"] == "domain"
+    r = mx.run("add-address", {"local": "x", "atype": "wildcard",
+                               "destinations": [{"dtype": "group", "name": "nosuchgroup"}]}, expect=10)
+    assert errors(r)[0]["field"] == "destinations"
+    r = mx.run("add-address", {"local": "x", "atype": "wildcard", "domain": DOMAIN, "destinations": dest},
+               expect=10)
+    assert "domain" in [e["field"] for e in errors(r)]
+
+    listed = mx.run("list-addresses")
+    assert DOMAIN in listed["adduser_domains"] and DOMAIN in listed["addgroup_domains"]
+    by_key = {(a["local"], a["atype"]): a for a in listed["addresses"]}
+    assert by_key[("adinfo", "domain")]["domain"] == DOMAIN
+    assert by_key[("adinfo", "domain")]["destinations"][0]["name"] == BOB
+    assert by_key[("postmaster", "wildcard")]["delete_forbidden"] is True
+    assert (BOB, "adduser") in by_key and (SALES, "addgroup") in by_key
+    picks = {(d["dtype"], d["name"]) for d in mx.run("list-destinations")}
+    assert {("user", BOB), ("user", CAROL), ("group", SALES)} <= picks
+
+    mx.run("alter-address", {"local": "adinfo", "atype": "domain", "domain": DOMAIN,
+                             "destinations": [{"dtype": "user", "name": CAROL}]})
+    tag = token()
+    send25(mx, [f"adinfo@{DOMAIN}"], f"altered {tag}")
+    wait_delivered(mx, CAROL, tag)
+    mx.run("remove-address", {"local": "adinfo", "atype": "domain", "domain": DOMAIN})
+    assert rcpt(mx, f"adinfo@{DOMAIN}")[0] == 550
+    r = mx.run("remove-address", {"local": "adinfo", "atype": "domain", "domain": DOMAIN}, expect=10)
+    assert errors(r)[0]["error"] == "address_not_found"
+
+
+def test_postmaster_cannot_be_removed_but_can_be_redirected(mx):
+    r = mx.run("remove-address", {"local": "postmaster", "atype": "wildcard"}, expect=10)
+    assert errors(r)[0]["field"] == "local" and errors(r)[0]["error"] == "address_delete_forbidden"
+    mx.run("alter-address", {"local": "postmaster", "atype": "wildcard",
+                             "destinations": [{"dtype": "user", "name": AUDIT}]})
+    tag = token()
+    send25(mx, [f"postmaster@{DOMAIN}"], f"postmaster {tag}")
+    wait_delivered(mx, AUDIT, tag)
+    assert "postmaster" in [a["local"] for a in mx.run("list-addresses")["addresses"]]
+
+
+def test_wildcard_address_on_two_domains(mx):
+    mx.run("add-domain", {"domain": "adtwo.example.com"})
+    mx.run("add-address", {"local": "adhelp", "atype": "wildcard",
+                           "destinations": [{"dtype": "user", "name": CAROL}]})
+    tag = token()
+    send25(mx, [f"adhelp@{DOMAIN}", "adhelp@adtwo.example.com"], f"wildcard {tag}")
+    wait_delivered(mx, CAROL, tag, count=1)
+    # Both recipients expand to the same mailbox: one copy; check each domain alone too.
+    tag2 = token()
+    send25(mx, ["adhelp@adtwo.example.com"], f"wildcard two {tag2}")
+    wait_delivered(mx, CAROL, tag2)
+    # Not a mail domain: no wildcard there.
+    assert rcpt(mx, "adhelp@notours.example.com")[0] == 554
+    mx.run("remove-address", {"local": "adhelp", "atype": "wildcard"})
+    mx.run("remove-domain", {"domain": "adtwo.example.com"})
+
+
+def test_address_with_several_destinations(mx):
+    external = f"ext-{token()}@relay-target.example.net"
+    mx.run("add-address", {"local": "adteam", "atype": "domain", "domain": DOMAIN, "destinations": [
+        {"dtype": "user", "name": AUDIT}, {"dtype": "group", "name": SALES}, {"dtype": "external", "name": external},
+    ]})
+    tag = token()
+    send25(mx, [f"adteam@{DOMAIN}"], f"team {tag}")
+    for user in (AUDIT, BOB, CAROL):
+        wait_delivered(mx, user, tag)
+    assert_relayed(mx, external)
+    mx.run("remove-address", {"local": "adteam", "atype": "domain", "domain": DOMAIN})
+
+
+def assert_relayed(cli, external: str, timeout: float = 30) -> None:
+    """The external copy is queued for relay (no internet here) or the log shows the attempt."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        queue = [json.loads(line) for line in cli.exec("postfix", "postqueue", "-j").splitlines() if line.strip()]
+        for item in queue:
+            if external in [r["address"] for r in item["recipients"]]:
+                cli.exec("postfix", "postsuper", "-d", item["queue_id"])
+                return
+        logs = subprocess.run(["podman", "logs", f"{cli.instance}-postfix"], capture_output=True, text=True)
+        if any(f"to=<{external}>" in line and "relay=" in line for line in (logs.stdout + logs.stderr).splitlines()):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"no relay attempt to {external}")
+
+
+def test_group_address_reaches_every_member(mx):
+    tag = token()
+    send25(mx, [f"{SALES}@{DOMAIN}"], f"group {tag}")
+    wait_delivered(mx, BOB, tag)
+    wait_delivered(mx, CAROL, tag)
+    assert_not_delivered(mx, AUDIT, tag)
+
+
+def test_internal_address_refused_from_outside_accepted_from_users(mx):
+    mx.run("add-address", {"local": "adstaff", "atype": "domain", "domain": DOMAIN, "internal": True,
+                           "destinations": [{"dtype": "user", "name": BOB}]})
+    code, msg = rcpt(mx, f"adstaff@{DOMAIN}")
+    assert code >= 500 and "5.7.1" in msg, (code, msg)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        send25(mx, [f"adstaff@{DOMAIN}"], "internal from outside")
+    tag = token()
+    send587(mx, CAROL, [f"adstaff@{DOMAIN}"], f"internal {tag}")
+    wait_delivered(mx, BOB, tag)
+    # Public again: accepted from outside.
+    mx.run("alter-address", {"local": "adstaff", "atype": "domain", "domain": DOMAIN, "internal": False})
+    assert rcpt(mx, f"adstaff@{DOMAIN}")[0] == 250
+    # A user's own address can be made internal too.
+    mx.run("alter-address", {"local": CAROL, "atype": "adduser", "internal": True})
+    code, msg = rcpt(mx, f"{CAROL}@{DOMAIN}")
+    assert code >= 500 and "5.7.1" in msg, (code, msg)
+    mx.run("alter-address", {"local": CAROL, "atype": "adduser", "internal": False})
+    assert rcpt(mx, f"{CAROL}@{DOMAIN}")[0] == 250
+    mx.run("remove-address", {"local": "adstaff", "atype": "domain", "domain": DOMAIN})
+
+
+def test_catchall_takes_unknown_recipients(mx):
+    domain = "adcatch.example.com"
+    mx.run("add-domain", {"domain": domain, "addusers": False, "addgroups": False})
+    assert rcpt(mx, f"whoever@{domain}")[0] == 550
+    r = mx.run("alter-domain", {"domain": DOMAIN, "catchall": {"dtype": "user", "name": AUDIT}}, expect=10)
+    assert errors(r)[0]["field"] == "catchall"  # only when addusers is off
+    mx.run("alter-domain", {"domain": domain, "catchall": {"dtype": "user", "name": AUDIT}})
+    mx.run("add-address", {"local": "adsales", "atype": "domain", "domain": domain,
+                           "destinations": [{"dtype": "user", "name": BOB}]})
+    tag = token()
+    send25(mx, [f"whoever-{tag}@{domain}"], f"catchall {tag}")
+    wait_delivered(mx, AUDIT, tag)
+    tag2 = token()
+    send25(mx, [f"adsales@{domain}"], f"known {tag2}")
+    wait_delivered(mx, BOB, tag2)
+    assert_not_delivered(mx, AUDIT, tag2)  # a known address is not caught
+    mx.run("alter-domain", {"domain": domain, "catchall": None})
+    assert rcpt(mx, f"whoever@{domain}")[0] == 550
+    mx.run("remove-domain", {"domain": domain})
+
+
+def test_bccaddr_gets_a_hidden_copy_of_inbound_mail(mx):
+    domain = "adbcc.example.com"
+    mx.run("add-domain", {"domain": domain, "bccaddr": f"{AUDIT}@{DOMAIN}"})
+    tag = token()
+    send25(mx, [f"{BOB}@{domain}"], f"bcc {tag}")
+    wait_delivered(mx, BOB, tag)
+    wait_delivered(mx, AUDIT, tag)
+    mx.run("alter-domain", {"domain": domain, "bccaddr": None})
+    tag2 = token()
+    send25(mx, [f"{BOB}@{domain}"], f"nobcc {tag2}")
+    wait_delivered(mx, BOB, tag2)
+    assert_not_delivered(mx, AUDIT, tag2)
+    mx.run("remove-domain", {"domain": domain})
+
+
+def test_removed_domain_keeps_delivered_mail(mx):
+    domain = "adgone.example.com"
+    mx.run("add-domain", {"domain": domain})
+    mx.run("add-address", {"local": "adold", "atype": "domain", "domain": domain,
+                           "destinations": [{"dtype": "user", "name": CAROL}]})
+    tag = token()
+    send25(mx, [f"{BOB}@{domain}", f"adold@{domain}"], f"gone {tag}")
+    wait_delivered(mx, BOB, tag)
+    wait_delivered(mx, CAROL, tag)
+    mx.run("remove-domain", {"domain": domain})
+    code, msg = rcpt(mx, f"{BOB}@{domain}")
+    assert code == 554 and "Relay access denied" in msg, (code, msg)
+    assert inbox_subjects(mx, BOB, tag) == 1 and inbox_subjects(mx, CAROL, tag) == 1
+    # The domain's own addresses went with it.
+    assert ("adold", domain) not in {(a["local"], a.get("domain")) for a in mx.run("list-addresses")["addresses"]}

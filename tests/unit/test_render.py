@@ -1,0 +1,72 @@
+"""Rendering: templates from the state, generations, change detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailctl.context import render_context
+from mailctl.render import ConfigTree, postfix_network
+from mailctl.stack import DAEMONS
+from mailctl.state import Store, new_domain
+
+
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "db" / "state.sqlite")
+
+
+def test_defaults_render_every_daemon(tmp_path):
+    tree = ConfigTree(tmp_path / "config")
+    staged = tree.stage(render_context(store(tmp_path)))
+    for daemon in ("postfix", "dovecot", "rspamd", "clamav", "redis", "openldap"):
+        assert (staged / daemon).is_dir(), daemon
+    main_cf = (staged / "postfix" / "main.cf").read_text()
+    assert "maximal_queue_lifetime = 120h" in main_cf
+    assert "sqlite:/etc/postfix/sqlite-domains.cf" in main_cf
+    assert not list(staged.rglob("_*")), "partials are not rendered"
+
+
+def test_adding_a_domain_changes_no_rendered_file(tmp_path):
+    """Domains are read live by postfix: no daemon must reload for them."""
+    s = store(tmp_path)
+    tree = ConfigTree(tmp_path / "config")
+    tree.swap(tree.stage(render_context(s)))
+    with s.transaction():
+        s.put_domain(new_domain("example.com"))
+    assert tree.changed_daemons(tree.stage(render_context(s)), DAEMONS) == []
+
+
+def test_queue_lifetime_changes_postfix_only(tmp_path):
+    s = store(tmp_path)
+    tree = ConfigTree(tmp_path / "config")
+    tree.swap(tree.stage(render_context(s)))
+    with s.transaction():
+        s.set("queue", {"maximal_queue_lifetime": 48})
+    staged = tree.stage(render_context(s))
+    assert tree.changed_daemons(staged, DAEMONS) == ["postfix"]
+    assert "maximal_queue_lifetime = 48h" in (staged / "postfix" / "main.cf").read_text()
+
+
+def test_swap_and_restore_are_atomic_links(tmp_path):
+    s = store(tmp_path)
+    tree = ConfigTree(tmp_path / "config")
+    first = tree.stage(render_context(s))
+    assert tree.swap(first) is None
+    second = tree.stage(render_context(s))
+    assert tree.swap(second) == first and tree.current() == second
+    tree.restore(first, second)
+    assert tree.current() == first and not second.exists()
+    tree.prune()
+    assert [p.name for p in (tmp_path / "config").glob("gen-*")] == [first.name]
+
+
+def test_relay_networks_are_written_the_postfix_way(tmp_path):
+    assert postfix_network("10.0.0.0/8") == "10.0.0.0/8"
+    assert postfix_network("2001:db8::/32") == "[2001:db8::]/32"
+    assert postfix_network("::1") == "[::1]"
+    s = store(tmp_path)
+    with s.transaction():
+        s.set("relay", {"networks": ["192.168.12.42", "2001:db8::/32"], "postfix_restricted_sender": False})
+    staged = ConfigTree(tmp_path / "config").stage(render_context(s))
+    mynetworks = next(line for line in (staged / "postfix" / "main.cf").read_text().splitlines()
+                      if line.startswith("mynetworks"))
+    assert "192.168.12.42" in mynetworks and "[2001:db8::]/32" in mynetworks

@@ -1,0 +1,90 @@
+"""The stack definition and instance settings: pure data, no engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailctl.hostcheck import container_ulimits
+from mailctl.settings import Instance
+from mailctl.stack import DAEMONS, PORTS, build_stack
+
+
+def make(**kw) -> Instance:
+    return Instance(**{"name": "u1", "state_root": Path("/tmp/u1-state"), **kw})
+
+
+def test_every_daemon_has_one_container_named_after_the_instance():
+    stack = build_stack(make(), "mail.example.org")
+    assert [c.daemon for c in stack.containers] == list(DAEMONS)
+    assert {c.name for c in stack.containers} == {f"u1-{d}" for d in DAEMONS}
+    assert all(c.network == "u1" and c.aliases == (c.daemon,) for c in stack.containers)
+    assert all(c.image == f"localhost/mail-{c.daemon}:{make().version}" for c in stack.containers)
+
+
+def test_ports_follow_offset_and_bind():
+    stack = build_stack(make(port_offset=20000, bind="127.0.0.1"), "mail.example.org")
+    published = {p.name: (p.host_ip, p.host_port, p.container_port) for c in stack.containers for p in c.ports}
+    assert set(published) == set(PORTS)
+    assert published["smtp"] == ("127.0.0.1", 20025, 25)
+    assert published["sieve"] == ("127.0.0.1", 24190, 4190)
+    assert published["imaps"][1] == 20993
+
+
+def test_volumes_are_per_instance_and_mounted_once():
+    stack = build_stack(make(), "mail.example.org")
+    assert set(stack.volumes) == {f"u1-{p}" for p in ("redis", "ldap", "clamav", "rspamd", "vmail", "queue")}
+    for c in stack.containers:
+        targets = [m.target for m in c.mounts]
+        assert len(targets) == len(set(targets)), c.name
+        assert any(m.target == "/config" and m.read_only for m in c.mounts)
+
+
+def test_secrets_are_mounted_read_only_from_the_secrets_dir():
+    inst = make()
+    stack = build_stack(inst, "mail.example.org")
+    for c in stack.containers:
+        for m in c.mounts:
+            if m.target.startswith("/run/secrets/"):
+                assert m.read_only and m.source.startswith(str(inst.secrets_dir))
+
+
+def test_spec_hash_changes_with_the_spec_only():
+    a = build_stack(make(), "mail.example.org").container("postfix")
+    b = build_stack(make(), "mail.example.org").container("postfix")
+    c = build_stack(make(port_offset=1), "mail.example.org").container("postfix")
+    assert a.labels["mail.spec-hash"] == b.labels["mail.spec-hash"] != c.labels["mail.spec-hash"]
+
+
+def test_ulimits_respect_host_hard_limits_and_give_dovecot_nproc():
+    import resource
+
+    limits = {name: (soft, hard) for name, soft, hard in container_ulimits()}
+    _, nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert "nofile" in limits and "nproc" in limits  # runc wants both in one call
+    if nofile_hard != resource.RLIM_INFINITY:
+        assert limits["nofile"][1] <= nofile_hard
+    assert limits["nproc"][0] <= 8192
+
+
+@pytest.mark.parametrize("bad", ["", "Upper", "1abc", "a" * 40, "with space"])
+def test_instance_names_are_checked(bad):
+    with pytest.raises(ValueError):
+        make(name=bad)
+
+
+def test_port_offset_range():
+    with pytest.raises(ValueError):
+        make(port_offset=70000)
+
+
+def test_env_vars_configure_the_instance(monkeypatch):
+    monkeypatch.setenv("MAIL_INSTANCE", "envi")
+    monkeypatch.setenv("MAIL_STATE_DIR", "/tmp/envstate")
+    monkeypatch.setenv("MAIL_BIND", "127.0.0.1")
+    monkeypatch.setenv("MAIL_PORT_OFFSET", "20000")
+    inst = Instance.from_env()
+    assert (inst.name, inst.state_dir, inst.bind, inst.host_port(25)) == (
+        "envi", Path("/tmp/envstate/envi"), "127.0.0.1", 20025)
+    assert Instance.from_env(name="other").name == "other"  # an option wins over the env var
