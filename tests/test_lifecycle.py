@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,18 @@ def test_down_keeps_volumes_and_up_reuses_them(fresh_instance):
     assert _podman("volume", "ls", "-q", "--filter", "label=mail.instance=tl1") == []
     assert not (tl.state_dir / "tl1").exists()
 
+
+
+def test_up_fails_with_the_daemons_last_log_lines(fresh_instance):
+    """A corrupt LDAP database: `up` exits non-zero and shows openldap's last log lines."""
+    tb = fresh_instance("tb9", 22500, up=False)
+    version = (Path(__file__).resolve().parents[1] / "VERSION").read_text().strip()
+    subprocess.run(["podman", "volume", "create", "--label", "mail.instance=tb9", "tb9-ldap"],
+                   check=True, capture_output=True)
+    subprocess.run(["podman", "run", "--rm", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
+                    "-v", "tb9-ldap:/v", f"localhost/mail-base:{version}", "sh", "-c",
+                    "head -c 65536 /dev/urandom > /v/data.mdb"], check=True, capture_output=True)
+    r = tb("up", "--timeout", "60", timeout=200)
+    assert r.code != 0
+    assert "openldap did not come up" in r.stderr, r.stderr
+    assert "Last log lines" in r.stderr
