@@ -6,4 +6,8 @@ def run(ctx, data):
     if ctx.store.get_domain(name) is None:
         ctx.reject("domain", "domain_not_found", data["domain"])
     ctx.store.delete_domain(name)
+    # Each smtpd process caches the domain class of the recipients it has resolved
+    # (smtpd_resolve.c): a reload retires those processes, so no stale "local domain"
+    # answer keeps accepting mail for the removed domain.
+    ctx.reload.add("postfix")
     return {}

@@ -43,7 +43,9 @@ def public_mailboxes(store: Store) -> set[str] | None:
     if not exists:
         return None
     rows = store.conn.execute(f"SELECT * FROM {PUBLIC_TABLE}").fetchall()
-    return {str(r["mailbox"] if "mailbox" in r.keys() else r[0]) for r in rows}
+    columns = [c[1] for c in store.conn.execute(f"PRAGMA table_info({PUBLIC_TABLE})")]
+    column = "mailbox" if "mailbox" in columns else columns[0]
+    return {str(r[column]) for r in rows}
 
 
 def normalize_destinations(ctx, destinations: list[dict[str, Any]], field: str = "destinations",

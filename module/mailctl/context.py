@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from . import dkim
+from . import filter as filter_settings
+from . import relayrules
 from .state import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN, Store
 
 EMBEDDED_LDAP = {"name": "local", "schema": "rfc2307", "url": "ldap://openldap", "base_dn": "dc=mail,dc=local"}
@@ -66,6 +69,10 @@ def render_context(store: Store) -> dict[str, Any]:
         "relay_networks": settings["relay"]["networks"],
         "restricted_sender": settings["relay"]["postfix_restricted_sender"],
         "always_bcc": settings.get("always_bcc") or "",
+        "relay_default": relayrules.default_rule(store),   # the enabled `*` relay rule or None
         "mailbox": settings["mailbox_settings"],
-        "antivirus": settings.get("antivirus") or {"enabled": True, "clamav_official_sigs": False},
+        "antivirus": filter_settings.antivirus(store),
+        "antispam": filter_settings.antispam(store),
+        "dkim": dkim.render_context(store),
+        "bypass": filter_settings.bypass_context(store),
     }

@@ -97,6 +97,12 @@ def validation_errors(action: str, kind: str, data: Any) -> list[dict[str, Any]]
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             path.append(extra[0] if extra else "")
             value = err.instance.get(path[-1]) if extra else None
+        elif err.validator == "not" and isinstance(err.instance, dict) and _forbidden(err.validator_value):
+            # {"not": {"required": [X]}} (or an anyOf of those): X is forbidden here,
+            # e.g. the domain of a wildcard address: name X as the field.
+            names = _forbidden(err.validator_value)
+            path.append(next((k for k in names if k in err.instance), names[0]))
+            value = err.instance.get(path[-1])
         field_name = ".".join(path)
         errors.append({
             "field": field_name,
@@ -106,6 +112,16 @@ def validation_errors(action: str, kind: str, data: Any) -> list[dict[str, Any]]
             "message": err.message[:300],
         })
     return errors
+
+
+def _forbidden(schema: Any) -> list[str]:
+    """Property names a `not` schema built from `required` (or anyOf of them) forbids."""
+    if not isinstance(schema, dict):
+        return []
+    names = list(schema.get("required", []))
+    for sub in schema.get("anyOf", []):
+        names += _forbidden(sub)
+    return names
 
 
 def normalize_input(data: Any) -> Any:

@@ -9,7 +9,7 @@ import secrets as _random
 from pathlib import Path
 
 from .settings import Instance
-from .stack import SECRETS
+from .stack import SECRET_DIRS, SECRETS
 
 
 def _mounted(path: Path) -> bool:
@@ -66,6 +66,9 @@ def ensure_secrets(instance: Instance) -> None:
         for name in names:
             if not (instance.secrets_dir / name).exists():
                 write_secret(instance.secrets_dir / name, "")
+    for names in SECRET_DIRS.values():
+        for name in names:
+            (instance.secrets_dir / name).mkdir(mode=0o700, exist_ok=True)
 
 
 def ssha512(password: str) -> str:

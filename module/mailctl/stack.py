@@ -36,9 +36,14 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "dovecot": ("dovecot-master-users", "ldap-bind-password"),
     "postfix": ("postfix-sasl_passwd.map", "ldap-bind-password"),
 }
+# Secret directories (under the instance's secrets dir, mode 0700) mounted read-only
+# at /run/secrets/<name>: their files may come and go while the container runs.
+SECRET_DIRS: dict[str, tuple[str, ...]] = {
+    "rspamd": ("dkim",),  # DKIM private keys, one per domain (dkim.py)
+}
 # ldap-bind-password: the selected user domain's bind password (empty for `local`),
 # put in place of __SECRET_ldap-bind-password__ in the rendered LDAP files by the
-# images' reload scripts; userdomains.sync_bind_secret keeps it current.
+# images' reload scripts; external_ldap.sync_bind_secret keeps it current.
 
 # Named volumes: daemon -> {purpose: mount point}.
 VOLUMES: dict[str, dict[str, str]] = {
@@ -120,6 +125,8 @@ def build_stack(instance: Instance, hostname: str) -> Stack:
             mounts.append(Mount(str(instance.db_dir), "/state", read_only=True))
         for secret in SECRETS.get(daemon, ()):
             mounts.append(Mount(str(instance.secrets_dir / secret), f"/run/secrets/{secret}", read_only=True))
+        for secret_dir in SECRET_DIRS.get(daemon, ()):
+            mounts.append(Mount(str(instance.secrets_dir / secret_dir), f"/run/secrets/{secret_dir}", read_only=True))
         for purpose, target in VOLUMES[daemon].items():
             volume = instance.volume_name(purpose)
             volumes.append(volume)

@@ -76,6 +76,34 @@ MIGRATIONS: list[str] = [
     INSERT INTO address_targets(local, domain, target)
         VALUES('postmaster', '*', 'administrator@mailbox.internal');
     """,
+    # Filter: DKIM signing per domain (module/mailctl/dkim.py) and the rules that let
+    # messages skip the filter (module/mailctl/filter.py).
+    """
+    ALTER TABLE domains ADD COLUMN dkim INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE bypass_rules (
+        type      TEXT NOT NULL,            -- ip, cidr, email, domain
+        direction TEXT NOT NULL,            -- from (sender or client IP), to (recipient)
+        value     TEXT NOT NULL,
+        PRIMARY KEY (type, direction, value)
+    );
+    """,
+    # Relay rules (module/mailctl/relayrules.py), read by postfix at query time. Their
+    # passwords are not here: they live in the secrets directory only.
+    """
+    CREATE TABLE relay_rules (
+        rule_type     TEXT NOT NULL,            -- sender, recipient, wildcard
+        rule_subject  TEXT NOT NULL,            -- lower-case address, domain, or '*'
+        host          TEXT NOT NULL,
+        port          INTEGER NOT NULL,
+        mandatory_tls INTEGER NOT NULL DEFAULT 0,
+        username      TEXT NOT NULL DEFAULT '',
+        has_password  INTEGER NOT NULL DEFAULT 0,
+        enabled       INTEGER NOT NULL DEFAULT 1,
+        nexthop       TEXT NOT NULL,            -- postfix next hop: [host]:port
+        transport     TEXT NOT NULL,            -- smtp, or smtps (TLS from the first byte)
+        PRIMARY KEY (rule_type, rule_subject)
+    );
+    """,
 ]
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -94,6 +122,15 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     },
     "master_users": [],
     "relay": {"networks": [], "postfix_restricted_sender": False},
+    "always_bcc": "",                                # postfix always_bcc, "" = off
+    "antispam": {
+        "enabled": True,
+        "spam_flag_threshold": 6,                    # score: "add header" (X-Spam: Yes)
+        "deny_message_threshold": 15,                # score: rejected at DATA
+        "greylist": {"enabled": False, "threshold": 4},
+        "rbl": {"enabled": True, "lists": []},       # [] = rspamd's own DNS blocklists
+    },
+    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "low"},
 }
 
 

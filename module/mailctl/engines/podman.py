@@ -102,7 +102,10 @@ class PodmanEngine(Engine):
         label = f"mail.instance={instance}" if instance else "mail.instance"
         result = []
         for c in self.client.containers.list(all=True, filters={"label": label}):
-            c.reload()
+            try:
+                c.reload()
+            except NotFound:
+                continue  # removed (by another instance's down) since the listing
             result.append(ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs)))
         return result
 
@@ -150,7 +153,7 @@ class PodmanEngine(Engine):
         except (APIError, NotFound) as exc:
             return 125, str(exc)
         if isinstance(output, bytes):
-            output = output.decode(errors="replace")
+            output = _unframe(output).decode(errors="replace")
         return code if code is not None else 0, output or ""
 
     def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
@@ -171,11 +174,52 @@ class PodmanEngine(Engine):
         return proc.stdout + proc.stderr
 
     def stats(self, name: str) -> int:
+        """Usage minus inactive page cache, as the Docker adapter and `docker stats` count it.
+
+        `podman stats` reports the cgroup's whole usage, page cache the kernel can
+        reclaim at will included, so the cgroup is read directly when it is local.
+        """
+        try:
+            cgroup = self.client.containers.get(name).attrs.get("State", {}).get("CgroupPath")
+        except (APIError, NotFound):
+            cgroup = None
+        if cgroup:
+            usage = _cgroup_memory(cgroup)
+            if usage is not None:
+                return usage
         proc = subprocess.run(
             ["podman", "stats", "--no-stream", "--format", "{{.MemUsageBytes}}", name],
             capture_output=True, text=True,
         )
         return _parse_size(proc.stdout.split("/")[0].strip()) if proc.returncode == 0 else 0
+
+
+def _cgroup_memory(cgroup: str) -> int | None:
+    """Memory usage minus inactive file cache of `cgroup` (v1 or v2); None if unreadable."""
+    root = Path("/sys/fs/cgroup")
+    for base, usage_file, inactive_key in (
+        (root / "memory", "memory.usage_in_bytes", "total_inactive_file"),  # v1, hybrid hosts
+        (root, "memory.current", "inactive_file"),  # v2
+    ):
+        directory = base / cgroup.lstrip("/")
+        try:
+            usage = int((directory / usage_file).read_text())
+            stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        return max(0, usage - int(stat.get(inactive_key, 0)))
+    return None
+
+
+def _unframe(raw: bytes) -> bytes:
+    """The payload of an exec output multiplexed in frames (8-byte header: stream, 0, 0, 0,
+    big-endian length), stdout and stderr in their order; other data is returned as is."""
+    out, pos = bytearray(), 0
+    while pos + 8 <= len(raw) and raw[pos] in (0, 1, 2) and raw[pos + 1:pos + 4] == b"\0\0\0":
+        size = int.from_bytes(raw[pos + 4:pos + 8], "big")
+        out += raw[pos + 8:pos + 8 + size]
+        pos += 8 + size
+    return bytes(out) if pos == len(raw) else raw
 
 
 def _parse_size(text: str) -> int:

@@ -1,0 +1,21 @@
+"""get-filter-configuration: antispam and antivirus settings, the Rspamd web UI address,
+the number of bypass rules and ClamAV's memory use."""
+
+from mailctl import filter as flt
+from mailctl.context import default_hostname
+
+
+def run(ctx, data):
+    hostname = ctx.store.get("hostname") or default_hostname()
+    return {
+        "bypass_rules": len(flt.list_bypass_rules(ctx.store)),
+        "antispam": {**flt.antispam(ctx.store), "rspamd_url": flt.rspamd_url(ctx.instance, hostname)},
+        "antivirus": {
+            **flt.antivirus(ctx.store),
+            "memory_info": {
+                "installed": flt.host_memory_mib(),
+                "recommended": flt.OFFICIAL_SIGS_RECOMMENDED_MIB,
+                "used": flt.clamav_memory_mib(ctx),
+            },
+        },
+    }

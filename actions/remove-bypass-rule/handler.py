@@ -1,0 +1,9 @@
+"""remove-bypass-rule: delete a filter bypass rule (same three fields as add-bypass-rule)."""
+
+from mailctl import filter as flt
+
+
+def run(ctx, data):
+    if not flt.remove_bypass_rule(ctx.store, flt.normalize_rule(data)):
+        ctx.reject("value", "bypass_rule_not_found", data["value"])
+    return {}

@@ -1,0 +1,141 @@
+"""End-to-end SMTP throughput with the filter, against a bare Postfix -> Dovecot pipeline.
+
+    .venv/bin/python bench/throughput.py [--messages 500] [--sessions 10] [--sizes 4,64]
+
+On a throw-away instance (te1, 127.0.0.1, ports +34000, its own temporary state dir, one
+user in example.org), for each message size (KiB of payload):
+
+- with filter: Postfix's `smtp-source` sends the messages over `--sessions` parallel SMTP
+  sessions to port 25; rspamd (antispam, ClamAV) scans each one through the milter;
+- bare: the same, with the milter switched off in the running postfix
+  (`postconf -e smtpd_milters= non_smtpd_milters=` + `postfix reload`; the rendered
+  configuration is put back afterwards with the container's `reload`).
+
+A run lasts from the first SMTP connection until the user's INBOX (IMAP STATUS, polled
+every 20 ms) holds every message; throughput = messages / that time. The INBOX is emptied
+before each run, and 20 untimed messages warm the pipeline up first. Target: with filter
+>= 80% of bare. The instance is removed at the end (`mailctl down --purge`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.message
+import imaplib
+import re
+import subprocess
+import sys
+import time
+
+from _instance import DOMAIN, HOST, USER, BenchInstance
+
+from mailctl import __version__
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+TARGET_RATIO = 0.80
+RUN_TIMEOUT = 600.0
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def inbox_count(imap: imaplib.IMAP4) -> int:
+    _, data = imap.status("INBOX", "(MESSAGES)")
+    found = re.search(rb"MESSAGES (\d+)", data[0])
+    if not found:
+        raise SystemExit(f"bench: unexpected IMAP STATUS reply {data!r}")
+    return int(found[1])
+
+
+def last_header(imap: imaplib.IMAP4) -> email.message.Message:
+    imap.select("INBOX", readonly=True)
+    _, data = imap.fetch(b"*", "(BODY.PEEK[HEADER])")
+    return email.message_from_bytes(data[0][1])
+
+
+def set_filter(mail: BenchInstance, on: bool) -> None:
+    """Milter on (the rendered configuration) or off, in the running postfix."""
+    if on:
+        mail.exec("postfix", "/usr/local/bin/reload")
+    else:
+        mail.exec("postfix", "postconf", "-e", "smtpd_milters=", "non_smtpd_milters=")
+        mail.exec("postfix", "postfix", "reload")
+    milters = mail.exec("postfix", "postconf", "-h", "smtpd_milters").strip()
+    if bool(milters) != on:
+        raise SystemExit(f"bench: postfix smtpd_milters is {milters!r}, wanted the filter {'on' if on else 'off'}")
+    time.sleep(1.0)  # smtpd processes started before the reload finish their sessions
+
+
+def send_and_wait(mail: BenchInstance, imap: imaplib.IMAP4, count: int, size: int, sessions: int) -> float:
+    """Seconds from the first SMTP connection until `count` new messages are in the INBOX."""
+    mail.exec("dovecot", "doveadm", "expunge", "-u", USER, "mailbox", "INBOX", "all")
+    before = inbox_count(imap)
+    cmd = [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(size), "-M", "client.example.net",
+           "-f", "sender@example.net", "-t", f"{USER}@{DOMAIN}", "-S", "throughput bench",
+           f"{HOST}:{mail.port(25)}"]
+    start = time.monotonic()
+    source = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while True:
+        arrived = inbox_count(imap) - before
+        now = time.monotonic()
+        if arrived >= count:
+            break
+        if source.poll() is not None and source.returncode != 0:
+            raise SystemExit(f"bench: smtp-source failed: {source.stderr.read().strip()}")
+        if now - start > RUN_TIMEOUT:
+            source.kill()
+            raise SystemExit(f"bench: only {arrived}/{count} messages arrived in {RUN_TIMEOUT:.0f} s")
+        time.sleep(0.02)
+    source.wait()
+    if source.returncode != 0:
+        raise SystemExit(f"bench: smtp-source failed: {source.stderr.read().strip()}")
+    return now - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=500, help="messages per run (default 500)")
+    parser.add_argument("--sessions", type=int, default=10, help="parallel SMTP sessions (default 10)")
+    parser.add_argument("--sizes", default="4,64", help="payload sizes in KiB, comma-separated (default 4,64)")
+    parser.add_argument("--instance", default="te1")
+    parser.add_argument("--offset", type=int, default=34000)
+    args = parser.parse_args()
+    if not 1 <= args.messages <= 5000:
+        parser.error("--messages: between 1 and 5000")
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    results: dict[int, dict[str, float]] = {}
+    with BenchInstance(args.instance, args.offset) as mail:
+        imap = mail.imap()
+        send_and_wait(mail, imap, 20, 4096, args.sessions)  # warm-up, untimed
+        if "X-Spam-Status" not in last_header(imap):
+            raise SystemExit("bench: the filter is on but the message has no X-Spam-Status header")
+        for kib in sizes:
+            results[kib] = {}
+            for label, on in (("filter", True), ("bare", False)):
+                set_filter(mail, on)
+                results[kib][label] = send_and_wait(mail, imap, args.messages, kib * 1024, args.sessions)
+                scanned = "X-Spam-Status" in last_header(imap)
+                if scanned != on:
+                    raise SystemExit(f"bench: {label} run: X-Spam-Status header {'missing' if on else 'present'}")
+            set_filter(mail, True)
+        imap.logout()
+
+    print(f"End-to-end throughput, instance {args.instance} (mail {__version__}): smtp-source, "
+          f"{args.sessions} sessions, {args.messages} messages per run, SMTP port 25 -> INBOX of one user")
+    print()
+    print(f"{'payload':<8} {'with filter':>21} {'bare (no milter)':>21} {'ratio':>7}  target >= {TARGET_RATIO:.0%}")
+    ok = True
+    for kib, r in results.items():
+        rate = {label: args.messages / secs for label, secs in r.items()}
+        ratio = rate["filter"] / rate["bare"]
+        ok &= ratio >= TARGET_RATIO
+        print(f"{kib:>4} KiB {rate['filter']:>8.1f} msg/s {r['filter']:>6.2f} s "
+              f"{rate['bare']:>8.1f} msg/s {r['bare']:>6.2f} s {ratio:>6.0%}  {mark(ratio >= TARGET_RATIO)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
