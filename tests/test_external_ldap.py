@@ -392,8 +392,11 @@ def test_bind_password_never_leaks(mx, mail):
         if path.is_file():
             data = path.read_bytes()
             assert not any(s.encode() in data for s in secrets), f"bind password in {path}"
-    for path in state_dir.joinpath("secrets").iterdir():
+    bind_secrets = list(state_dir.joinpath("secrets").glob("ldap-bind-password*"))
+    assert {p.name for p in bind_secrets} == {"ldap-bind-password", "ldap-bind-password-ext.test"}
+    for path in bind_secrets:
         assert path.stat().st_mode & 0o777 == 0o600, path
+    assert state_dir.joinpath("secrets").stat().st_mode & 0o777 == 0o700
     db = subprocess.run(["sqlite3", str(mail.db_path), ".dump"], capture_output=True, text=True, check=True).stdout
     assert "ext.test" in db and not any(s in db for s in secrets)
 

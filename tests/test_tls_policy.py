@@ -199,8 +199,9 @@ def test_submission_587_offers_auth_only_after_starttls(mx):
         s.starttls(context=insecure_tls())
         s.ehlo("client.example.net")
         assert smtp_mechanisms(s) == {"PLAIN", "LOGIN"}
+        s.user, s.password = JOHN, "wrong-password"
         with pytest.raises(smtplib.SMTPAuthenticationError):
-            s.login(JOHN, "wrong-password")
+            s.auth("PLAIN", s.auth_plain)
     with smtplib.SMTP(HOST, mx.port(587), timeout=20) as s:
         s.starttls(context=insecure_tls())
         s.ehlo("client.example.net")

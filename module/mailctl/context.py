@@ -5,9 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from . import dkim
+from . import dkim, relayrules
 from . import filter as filter_settings
-from . import relayrules
 from .state import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN, Store
 
 EMBEDDED_LDAP = {"name": "local", "schema": "rfc2307", "url": "ldap://openldap", "base_dn": "dc=mail,dc=local"}

@@ -100,7 +100,8 @@ class Engine(ABC):
         """Run a throw-away container to completion; return (exit code, output)."""
 
     @abstractmethod
-    def logs(self, name: str, tail: int | None = None) -> str: ...
+    def logs(self, name: str, tail: int | None = None, timestamps: bool = False) -> str:
+        """A container's stdout+stderr; `timestamps` prefixes each line with the engine's RFC 3339 time."""
 
     @abstractmethod
     def stats(self, name: str) -> int:

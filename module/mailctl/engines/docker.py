@@ -135,8 +135,9 @@ class DockerEngine(Engine):
         finally:
             container.remove(force=True)
 
-    def logs(self, name: str, tail: int | None = None) -> str:
-        return self.client.containers.get(name).logs(tail=tail or "all").decode(errors="replace")
+    def logs(self, name: str, tail: int | None = None, timestamps: bool = False) -> str:
+        logs = self.client.containers.get(name).logs(tail=tail or "all", timestamps=timestamps)
+        return logs.decode(errors="replace")
 
     def stats(self, name: str) -> int:
         # one_shot: one sample, instead of waiting ~2 s for a second CPU sample.

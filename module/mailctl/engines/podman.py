@@ -167,9 +167,10 @@ class PodmanEngine(Engine):
         proc = subprocess.run(args + [image, *command], capture_output=True, text=True)
         return proc.returncode, proc.stdout + proc.stderr
 
-    def logs(self, name: str, tail: int | None = None) -> str:
+    def logs(self, name: str, tail: int | None = None, timestamps: bool = False) -> str:
         # The CLI gives complete, ordered stdout+stderr; the API stream mixes framing.
-        args = ["podman", "logs"] + (["--tail", str(tail)] if tail else []) + [name]
+        args = ["podman", "logs", *(["--tail", str(tail)] if tail else []), *(["--timestamps"] if timestamps else []),
+                name]
         proc = subprocess.run(args, capture_output=True, text=True)
         return proc.stdout + proc.stderr
 
