@@ -52,6 +52,7 @@ def inbox_count(imap: imaplib.IMAP4) -> int:
 def last_header(imap: imaplib.IMAP4) -> email.message.Message:
     imap.select("INBOX", readonly=True)
     _, data = imap.fetch(b"*", "(BODY.PEEK[HEADER])")
+    imap.close()  # STATUS of a selected mailbox would report its unsynced view
     return email.message_from_bytes(data[0][1])
 
 

@@ -143,9 +143,11 @@ def test_unknown_and_unimplemented_actions(mail):
     lines = listing.stdout.splitlines()
     assert any(line.startswith("add-domain ") for line in lines)
     missing = [line.split()[0] for line in lines if "[not implemented]" in line]
-    if missing:  # every catalogue action not built yet says so, and never fakes success
-        r = mail("run", missing[0])
-        assert r.code == 4 and "not implemented" in r.stderr
+    # An action not built yet says so (exit 4) once its input is valid, and never fakes success.
+    readonly = [a for a in missing if a.startswith(("get-", "list-", "report-"))]
+    for action in readonly[:1]:
+        r = mail("run", action, "--data", "{}")
+        assert r.code == 4 and "not implemented" in r.stderr, (action, r)
 
 
 def test_failed_config_check_changes_nothing(mail):
