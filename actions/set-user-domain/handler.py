@@ -31,6 +31,9 @@ def run(ctx, data):
             ctx.reject("bind_password", "bind_password_required", None, "a bind DN needs its password")
         else:
             password = ""
+    if password != password.strip():
+        ctx.reject("bind_password", "bind_password_whitespace", None,
+                   "postfix cannot use a bind password that starts or ends with a space")
     tls = bool(data.get("tls", False))
     problem = probe(data["url"], data["base_dn"], bind_dn, password, tls)
     if problem is not None:
