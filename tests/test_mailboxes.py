@@ -12,10 +12,10 @@ import poplib
 import smtplib
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Iterator
 
 import pytest
 from managesieve import ManageSieve
@@ -48,10 +48,11 @@ def mx(mail):
     yield mail
     mail.run("set-mailbox-settings", DEFAULTS, expect=None)
     mail.run("set-master-users", {"master_users": []}, expect=None)
-    for user in USERS:
+    for user in (QUOTA, DISABLED, FWD, KEEP):  # the mailboxes whose settings the tests change
         mail.run("alter-user-mailbox", {"user": user, "enabled": True, "quota": {"custom": False},
                                         "spam_retention": {"custom": False}, "forward": {"destinations": []}},
                  expect=None)
+    for user in USERS:
         mail.run("remove-user", {"user": user}, expect=None)
 
 
@@ -259,6 +260,8 @@ def test_alter_user_mailbox_rejects_bad_input(mx):
     assert r.json()[0]["error"] == "forward_to_itself"
     r = mx.run("set-master-users", {"master_users": ["nosuchuser"]}, expect=10)
     assert r.json()[0]["field"] == "master_users.0"
+    r = mx.run("set-mailbox-settings", {"spam_folder": {"enabled": True, "name": "inbox"}}, expect=10)
+    assert r.json()[0]["field"] == "spam_folder.name"
 
 
 def test_master_users(mx):

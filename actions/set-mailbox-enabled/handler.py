@@ -1,7 +1,7 @@
 """set-mailbox-enabled: a disabled mailbox cannot log in and receives nothing.
 
 Dovecot's deny passdb and userdb, and postfix's recipient check, read the flag from the
-state at query time: no reload is needed.
+state at query time: no reload is needed. Open sessions of a disabled user are closed.
 """
 
 from mailctl.directory import open_directory
@@ -11,4 +11,7 @@ from mailctl.mailboxes import require_user
 def run(ctx, data):
     user = require_user(open_directory(ctx.instance, ctx.store), data["user"], ctx.reject)
     ctx.store.put_mailbox({"user": user, "enabled": data["enabled"]})
+    if not data["enabled"]:
+        # Best effort (the container may be down): the deny passdb refuses new logins anyway.
+        ctx.engine.exec(ctx.instance.container_name("dovecot"), ["doveadm", "kick", user])
     return {}

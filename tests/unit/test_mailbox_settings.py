@@ -29,11 +29,9 @@ def test_merge_keeps_omitted_fields_and_disabled_texts(tmp_path):
 
 
 def test_quota_and_retention_views():
-    m = Store.__new__(Store)  # only the row shape of get_mailbox is needed
     row = {"quota_custom": True, "quota_limit": 2, "spam_custom": False, "spam_retention": 0,
            "forward": [{"dtype": "user", "name": "gone"}, {"dtype": "external", "name": "a@b.example"}],
            "keepcopy": True}
-    assert m is not None
     assert quota_status(row, 100, 1024) == {"limit": 2, "custom": True, "value": 1, "percent": 50.0}
     assert quota_status({**row, "quota_custom": False}, 0, None) == {"limit": 0, "custom": False}
     assert spam_retention_status(row, 15) == {"value": 15, "custom": False}
