@@ -34,7 +34,7 @@ from mailctl import __version__
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 TARGET_RATIO = 0.80
-RUN_TIMEOUT = 600.0
+RUN_TIMEOUT = 180.0
 
 
 def mark(ok: bool) -> str:
@@ -87,7 +87,9 @@ def send_and_wait(mail: BenchInstance, imap: imaplib.IMAP4, count: int, size: in
             raise SystemExit(f"bench: smtp-source failed: {source.stderr.read().strip()}")
         if now - start > RUN_TIMEOUT:
             source.kill()
-            raise SystemExit(f"bench: only {arrived}/{count} messages arrived in {RUN_TIMEOUT:.0f} s")
+            queue = mail.exec("postfix", "postqueue", "-p").strip().splitlines()
+            raise SystemExit(f"bench: only {arrived}/{count} messages arrived in {RUN_TIMEOUT:.0f} s; "
+                             f"postfix queue: {' | '.join(queue[-6:])}")
         time.sleep(0.02)
     source.wait()
     if source.returncode != 0:

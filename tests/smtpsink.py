@@ -1,6 +1,7 @@
 """A small SMTP server for tests: a relay host that records what postfix sends it.
 
-It speaks enough ESMTP for the postfix SMTP client: EHLO, optional STARTTLS, AUTH PLAIN
+It speaks enough ESMTP for the postfix SMTP client: EHLO, optional STARTTLS (or TLS from
+the first byte), AUTH PLAIN
 and LOGIN (the credentials are recorded; `require_auth` refuses MAIL before AUTH),
 MAIL, RCPT, DATA, RSET, NOOP, QUIT. Each accepted message is kept in `messages`.
 """
@@ -29,6 +30,7 @@ class SmtpSink:
     host: str
     port: int = 0
     tls_context: ssl.SSLContext | None = None     # offer STARTTLS when set
+    implicit_tls: bool = False                     # TLS from the first byte (port 465 style)
     require_auth: bool = False
     messages: list[Received] = field(default_factory=list)
     auth_attempts: list[tuple[str, str]] = field(default_factory=list)
@@ -55,8 +57,14 @@ class SmtpSink:
 
     def _session(self, conn: socket.socket) -> None:
         conn.settimeout(30)
-        stream = conn.makefile("rwb")
         tls = False
+        if self.implicit_tls and self.tls_context:
+            try:
+                conn = self.tls_context.wrap_socket(conn, server_side=True)
+            except (OSError, ValueError):
+                return
+            tls = True
+        stream = conn.makefile("rwb")
         auth: tuple[str, str] | None = None
         sender, recipients = "", []
 

@@ -206,7 +206,11 @@ def test_quota_exceeded_refused_at_rcpt_and_delivery(mx):
 
 def test_disabled_mailbox_cannot_log_in_nor_receive(mx):
     address = f"{DISABLED}@{DOMAIN}"
-    mx.run("set-mailbox-enabled", {"user": DISABLED, "enabled": False})
+    with imap(mx, DISABLED) as session:
+        mx.run("set-mailbox-enabled", {"user": DISABLED, "enabled": False})
+        with pytest.raises((imaplib.IMAP4.abort, OSError)):  # the open session is closed
+            session.noop()
+            session.select("INBOX")
     assert mailboxes(mx)[DISABLED]["enabled"] is False
     assert login_fails(mx, DISABLED)
     code, msg = rcpt(mx, address)

@@ -65,12 +65,10 @@ def sink(gateway):
 
 @pytest.fixture
 def clean(mx):
-    """Each test starts and ends with no relay rule and an empty queue."""
+    """A test that starts with no relay rule and an empty queue (`mx` cleans up at the end)."""
     remove_all_rules(mx)
     mx.run("flush-postfix-queue", {"queue": "", "action": "delete_all"})
-    yield mx
-    remove_all_rules(mx)
-    mx.run("flush-postfix-queue", {"queue": "", "action": "delete_all"})
+    return mx
 
 
 def remove_all_rules(cli) -> None:
@@ -248,6 +246,24 @@ def test_recipient_rule_relays_with_auth_and_password_stays_secret(clean, sink):
     assert wait_for(lambda: received(sink, second), "the resent message").auth == ("relayuser", RELAY_PASSWORD)
 
 
+def test_failed_apply_restores_the_secret_files(clean):
+    mx = clean
+    secrets = mx.state_dir / mx.instance / "secrets"
+    names = ("postfix-sasl_passwd.map", "relay-passwords.json")
+    before = {n: (secrets / n).read_bytes() if (secrets / n).exists() else None for n in names}
+    inode = (secrets / names[0]).stat().st_ino
+    mx.extra_env["MAIL_FAULT_BAD_POSTFIX"] = "1"
+    try:
+        r = mx("run", "add-relay-rule", "--data", json.dumps(
+            rule("recipient", "fail.example.net", "h.example.net", 25, username="u", password=RELAY_PASSWORD)))
+    finally:
+        mx.extra_env.pop("MAIL_FAULT_BAD_POSTFIX")
+    assert r.code == 1 and "postfix refused" in r.stderr
+    assert {n: (secrets / n).read_bytes() if (secrets / n).exists() else None for n in names} == before
+    assert (secrets / names[0]).stat().st_ino == inode, "a bind-mounted secret is rewritten in place"
+    assert mx.run("list-relay-rules")["rules"] == []
+
+
 def test_sender_rules_exact_before_domain_before_default(clean, sink):
     mx = clean
     mx.run("add-relay-rule", rule("wildcard", "*", "127.0.0.1", 7))
@@ -338,12 +354,18 @@ def test_mandatory_tls(clean, sink, gateway):
     tls_dir = mx.state_dir / mx.instance / "tls"
     tls.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
     secure = SmtpSink(gateway, tls_context=tls).start()
+    # Port 465: TLS from the first byte (the smtps transport), here for the default rule.
+    wrapped = SmtpSink(gateway, 465, tls_context=tls, implicit_tls=True).start()
     try:
         mx.run("alter-relay-rule", rule("recipient", domain, secure.host, secure.port, mandatory_tls=True))
         mx.run("flush-postfix-queue", {"queue": entry["queue_id"], "action": "resend"})
-        assert wait_for(lambda: received(secure, msgid), "the message over TLS").tls is True
+        assert wait_for(lambda: received(secure, msgid), "the message over STARTTLS").tls is True
+        mx.run("add-relay-rule", rule("wildcard", "*", wrapped.host, 465))
+        other = submit(mx, BOB, f"ann@w{token()}.example.com")
+        assert wait_for(lambda: received(wrapped, other), "the message over port 465").tls is True
     finally:
         secure.stop()
+        wrapped.stop()
 
 
 def test_always_bcc_copies_to_a_local_mailbox(mx):

@@ -5,7 +5,7 @@ the forward from the state at query time; dovecot reads quota and retention from
 """
 
 from mailctl.directory import open_directory
-from mailctl.mailboxes import check_forward, require_user
+from mailctl.mailboxes import check_forward, close_sessions, require_user
 
 
 def run(ctx, data):
@@ -25,4 +25,6 @@ def run(ctx, data):
         change.update(forward=destinations or None,
                       keepcopy=bool(destinations) and data["forward"].get("keepcopy", False))
     ctx.store.put_mailbox(change)
+    if change.get("enabled") is False:
+        close_sessions(ctx.engine, ctx.instance, user)
     return {}

@@ -5,13 +5,12 @@ state at query time: no reload is needed. Open sessions of a disabled user are c
 """
 
 from mailctl.directory import open_directory
-from mailctl.mailboxes import require_user
+from mailctl.mailboxes import close_sessions, require_user
 
 
 def run(ctx, data):
     user = require_user(open_directory(ctx.instance, ctx.store), data["user"], ctx.reject)
     ctx.store.put_mailbox({"user": user, "enabled": data["enabled"]})
     if not data["enabled"]:
-        # Best effort (the container may be down): the deny passdb refuses new logins anyway.
-        ctx.engine.exec(ctx.instance.container_name("dovecot"), ["doveadm", "kick", user])
+        close_sessions(ctx.engine, ctx.instance, user)
     return {}

@@ -78,6 +78,11 @@ def forward_status(mailbox: dict[str, Any], users: set[str], groups: set[str]) -
     return {"destinations": destinations, "keepcopy": mailbox["keepcopy"] if destinations else False}
 
 
+def close_sessions(engine: Engine, instance: Instance, user: str) -> None:
+    """Close a (just disabled) user's open IMAP/POP3 sessions; best effort, the container may be down."""
+    engine.exec(instance.container_name("dovecot"), ["doveadm", "kick", user])
+
+
 def require_user(directory: Directory, user: str, reject: Reject, field: str = "user") -> str:
     """The lower-case name of `user`, which must exist in the user domain."""
     if directory.user(user) is None:

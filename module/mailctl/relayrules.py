@@ -219,8 +219,10 @@ def check_credentials(rules: list[dict[str, Any]], passwords: dict[str, str], ch
 def save_rule(ctx: Any, rule: dict[str, Any], password: str | None) -> None:
     """Store `rule` (new or changed) and its password (None: keep the stored one).
 
-    The secret files change outside the database: their undo is registered and postfix
-    is reloaded (it reads the map at reload; the rule tables themselves at query time).
+    The secret files change outside the database: their undo is registered. Postfix is
+    reloaded although it reads the rule tables at query time: it installs the credentials
+    map at reload, and its queue manager keeps its last address resolution in memory, so
+    without a reload the first message resent after a rule change could take the old route.
     """
     passwords = Passwords(ctx.instance.secrets_dir)
     key = rule_key(rule)
@@ -248,4 +250,4 @@ def remove_rule(ctx: Any, subject: str, rule_type: str | None) -> None:
                    "a sender and a recipient rule have this subject: name the rule type")
     delete_rule(ctx.store, found[0]["rule_type"], subject)
     Passwords(ctx.instance.secrets_dir).save(list_rules(ctx.store), ctx.undo)
-    ctx.reload.add("postfix")
+    ctx.reload.add("postfix")  # see save_rule
