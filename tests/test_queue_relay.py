@@ -38,7 +38,7 @@ def mx(mail):
     for user in (BOB, CAROL, AUDIT):
         mail.run("add-user", {"user": user, "password": PASSWORD, "display_name": user.title()})
     yield mail
-    remove_all_rules(mail)
+    remove_all_rules(mail, ("wildcard", "sender"))  # recipient rules are for this file's own domains
     mail.run("set-always-bcc", {"bcc": ""}, expect=None)
     mail.run("flush-postfix-queue", {"queue": "", "action": "delete_all"}, expect=None)
     for user in (BOB, CAROL, AUDIT):
@@ -65,15 +65,19 @@ def sink(gateway):
 
 @pytest.fixture
 def clean(mx):
-    """A test that starts with no relay rule and an empty queue (`mx` cleans up at the end)."""
-    remove_all_rules(mx)
+    """A test that starts with an empty queue and no default or sender rule (`mx` cleans up at the end).
+
+    Recipient rules of earlier tests stay: each test uses its own random domains.
+    """
+    remove_all_rules(mx, ("wildcard", "sender"))
     mx.run("flush-postfix-queue", {"queue": "", "action": "delete_all"})
     return mx
 
 
-def remove_all_rules(cli) -> None:
+def remove_all_rules(cli, types: tuple[str, ...] = ("sender", "recipient", "wildcard")) -> None:
     for rule in cli.run("list-relay-rules")["rules"]:
-        cli.run("remove-relay-rule", {"rule_subject": rule["rule_subject"], "rule_type": rule["rule_type"]})
+        if rule["rule_type"] in types:
+            cli.run("remove-relay-rule", {"rule_subject": rule["rule_subject"], "rule_type": rule["rule_type"]})
 
 
 def rule(rule_type: str, subject: str, host: str, port: int, **fields) -> dict:
@@ -145,25 +149,28 @@ def errors(result) -> list[dict]:
 
 def test_relay_rules_list_in_order_and_validate(clean):
     mx = clean
+    net = f"l{token()}.example.net"   # recipient rules of this test stay: a domain of its own
+    boss = f"boss@{net}"
     for r in (rule("wildcard", "*", "smarthost.example.net", 587, username="u0", password="p0"),
-              rule("recipient", "example.net", "mx.example.net", 25),
-              rule("recipient", "boss@example.net", "10.1.2.3", 2525, mandatory_tls=True),
+              rule("recipient", net, "mx.example.net", 25),
+              rule("recipient", boss, "10.1.2.3", 2525, mandatory_tls=True),
               rule("sender", "example.org", "out.example.net", 465, enabled=False),
               rule("sender", "Ann@Example.org", "2001:db8::25", 25)):
         mx.run("add-relay-rule", r)
     listed = mx.run("list-relay-rules")
     assert listed["has_wildcard"] is True
-    assert [(r["rule_type"], r["rule_subject"]) for r in listed["rules"]] == [
+    mine = ("ann@example.org", "example.org", boss, net, "*")
+    assert [(r["rule_type"], r["rule_subject"]) for r in listed["rules"] if r["rule_subject"] in mine] == [
         ("sender", "ann@example.org"), ("sender", "example.org"),
-        ("recipient", "boss@example.net"), ("recipient", "example.net"), ("wildcard", "*")]
+        ("recipient", boss), ("recipient", net), ("wildcard", "*")]
     by_subject = {r["rule_subject"]: r for r in listed["rules"]}
     assert by_subject["*"]["has_password"] is True and by_subject["*"]["username"] == "u0"
-    assert by_subject["boss@example.net"]["tls"] is True and by_subject["boss@example.net"]["port"] == 2525
+    assert by_subject[boss]["tls"] is True and by_subject[boss]["port"] == 2525
     assert by_subject["example.org"]["enabled"] is False
     assert "password" not in json.dumps(listed["rules"]).replace("has_password", "")
     # The default rule is postfix's relayhost; the others are read at query time.
     assert mx.exec("postfix", "postconf", "-h", "relayhost").strip() == "[smarthost.example.net]:587"
-    assert mx.exec("postfix", "postmap", "-q", "boss@example.net",
+    assert mx.exec("postfix", "postmap", "-q", boss,
                    "sqlite:/etc/postfix/sqlite-relay-recipient.cf").strip() == "rcpt_smtp:[10.1.2.3]:2525"
     assert mx.exec("postfix", "postmap", "-q", "ann@example.org",
                    "sqlite:/etc/postfix/sqlite-relay-sender.cf").strip() == "[ipv6:2001:db8::25]:25"
@@ -172,7 +179,7 @@ def test_relay_rules_list_in_order_and_validate(clean):
     assert mx.exec("postfix", "postmap", "-q", "[10.1.2.3]:2525",
                    "sqlite:/etc/postfix/sqlite-relay-tls.cf").strip() == "encrypt"
 
-    r = mx.run("add-relay-rule", rule("recipient", "example.net", "other.example.net", 25), expect=10)
+    r = mx.run("add-relay-rule", rule("recipient", net, "other.example.net", 25), expect=10)
     assert errors(r)[0]["field"] == "rule_subject" and errors(r)[0]["error"] == "rule_already_exists"
     r = mx.run("add-relay-rule", rule("wildcard", "example.com", "h.example.net", 25), expect=10)
     assert errors(r)[0]["field"] == "rule_subject"
@@ -195,10 +202,10 @@ def test_relay_rules_list_in_order_and_validate(clean):
     assert {r["rule_subject"]: r for r in mx.run("list-relay-rules")["rules"]}["*"]["has_password"] is False
 
     # A sender and a recipient rule with the same subject: remove needs the type.
-    mx.run("add-relay-rule", rule("sender", "example.net", "out.example.net", 25))
-    r = mx.run("remove-relay-rule", {"rule_subject": "example.net"}, expect=10)
+    mx.run("add-relay-rule", rule("sender", net, "out.example.net", 25))
+    r = mx.run("remove-relay-rule", {"rule_subject": net}, expect=10)
     assert errors(r)[0]["field"] == "rule_type"
-    mx.run("remove-relay-rule", {"rule_subject": "example.net", "rule_type": "sender"})
+    mx.run("remove-relay-rule", {"rule_subject": net, "rule_type": "sender"})
     mx.run("remove-relay-rule", {"rule_subject": "*"})
     r = mx.run("remove-relay-rule", {"rule_subject": "*"}, expect=10)
     assert errors(r)[0]["error"] == "rule_not_found"
@@ -220,7 +227,7 @@ def test_recipient_rule_relays_with_auth_and_password_stays_secret(clean, sink):
 
     # The password is write-only: not in outputs, the database, rendered files or logs.
     listed = mx("run", "list-relay-rules")
-    assert json.loads(listed.stdout)["rules"][0]["has_password"] is True
+    assert {r["rule_subject"]: r for r in json.loads(listed.stdout)["rules"]}[domain]["has_password"] is True
     state = mx.state_dir / mx.instance
     assert RELAY_PASSWORD.encode() not in (state / "db" / "state.sqlite").read_bytes()
     for path in (state / "config").rglob("*"):
@@ -261,7 +268,7 @@ def test_failed_apply_restores_the_secret_files(clean):
     assert r.code == 1 and "postfix refused" in r.stderr
     assert {n: (secrets / n).read_bytes() if (secrets / n).exists() else None for n in names} == before
     assert (secrets / names[0]).stat().st_ino == inode, "a bind-mounted secret is rewritten in place"
-    assert mx.run("list-relay-rules")["rules"] == []
+    assert "fail.example.net" not in [r["rule_subject"] for r in mx.run("list-relay-rules")["rules"]]
 
 
 def test_sender_rules_exact_before_domain_before_default(clean, sink):

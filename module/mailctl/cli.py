@@ -107,6 +107,47 @@ def logs(daemon, tail, **opts):
         _fail(exc)
 
 
+@main.command(name="export")
+@_instance_options
+@click.option("--to", "dest", required=True, type=click.Path(dir_okay=False),
+              help="Archive to write (tar.gz, mode 0600: it holds the secrets).")
+def export_cmd(dest, **opts):
+    """Export the instance's state and mail to an archive (it may keep running)."""
+    from pathlib import Path
+
+    from . import backup
+    from .runner import instance_lock
+
+    instance = _make_instance(**opts)
+    try:
+        with instance_lock(instance):
+            manifest = backup.export_instance(instance, Path(dest), progress=lambda m: click.echo(f"  {m}", err=True))
+    except MailError as exc:
+        _fail(exc)
+    click.echo(f"instance {instance.name} exported to {dest} (schema {manifest['schema_version']})", err=True)
+
+
+@main.command(name="import")
+@_instance_options
+@click.option("--from", "source", required=True, type=click.Path(exists=True),
+              help="Archive (or extracted export directory) made by 'mailctl export'.")
+@click.option("--replace", is_flag=True, help="Overwrite an instance that is already configured.")
+def import_cmd(source, replace, **opts):
+    """Replace the instance's state and mail with an export (the import-module action)."""
+    from . import runner
+
+    instance = _make_instance(**opts)
+    data = {"path": os.path.abspath(source), "replace": replace}
+    try:
+        runner.run_action(instance, "import-module", data)
+    except ValidationFailed as exc:
+        click.echo(json.dumps(exc.errors))
+        sys.exit(exc.exit_code)
+    except MailError as exc:
+        _fail(exc)
+    click.echo(f"instance {instance.name} imported from {source}", err=True)
+
+
 def _read_data(data: str | None) -> object:
     """--data JSON, --data @file.json, --data - (stdin); no --data: stdin if piped, else nothing."""
     if data is None:

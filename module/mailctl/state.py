@@ -104,6 +104,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (rule_type, rule_subject)
     );
     """,
+    # Public mailboxes (module/mailctl/publicmailboxes.py): postfix routes X@public.internal
+    # to the ones listed here. Their rights live in dovecot's ACL files (IMAP clients may
+    # change them, RFC 4314); `acls` keeps what the last action set, to restore them.
+    """
+    CREATE TABLE public_mailboxes (
+        mailbox TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+        acls    TEXT NOT NULL DEFAULT '[]'      -- JSON list of ACL entries (action input form)
+    );
+    """,
 ]
 
 DEFAULT_SETTINGS: dict[str, Any] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import MailError
 from ..stack import ContainerSpec, Mount
@@ -98,6 +99,31 @@ class Engine(ABC):
     @abstractmethod
     def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
         """Run a throw-away container to completion; return (exit code, output)."""
+
+    def export_volume(self, name: str, dest: Path, helper_image: str) -> None:
+        """Write the content of volume `name` to the tar file `dest`, owners and modes kept.
+
+        This default runs `tar` in a throw-away container of `helper_image` (any image
+        with GNU tar) that mounts the volume and dest's directory; an engine with a
+        native volume export overrides it.
+        """
+        code, out = self.run_once(helper_image, [
+            "tar", "--numeric-owner", "-C", "/volume", "-cf", f"/backup/{dest.name}", ".",
+        ], (Mount(name, "/volume", kind="volume", read_only=True), Mount(str(dest.parent), "/backup")))
+        if code != 0:
+            raise EngineError(f"{self.name} could not export volume {name}: {out.strip()[-300:]}")
+
+    def import_volume(self, name: str, source: Path, labels: dict[str, str], helper_image: str) -> None:
+        """Replace the content of volume `name` by the tar file `source` (the volume is
+        created again with `labels`: no container may use it). Default: `tar` in a
+        throw-away container, as in export_volume."""
+        self.remove_volume(name)
+        self.ensure_volume(name, labels)
+        code, out = self.run_once(helper_image, [
+            "tar", "--numeric-owner", "-C", "/volume", "-xpf", f"/backup/{source.name}",
+        ], (Mount(name, "/volume", kind="volume"), Mount(str(source.parent), "/backup", read_only=True)))
+        if code != 0:
+            raise EngineError(f"{self.name} could not import volume {name}: {out.strip()[-300:]}")
 
     @abstractmethod
     def logs(self, name: str, tail: int | None = None, timestamps: bool = False) -> str:

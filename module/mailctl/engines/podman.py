@@ -167,6 +167,21 @@ class PodmanEngine(Engine):
         proc = subprocess.run(args + [image, *command], capture_output=True, text=True)
         return proc.returncode, proc.stdout + proc.stderr
 
+    def export_volume(self, name: str, dest: Path, helper_image: str) -> None:
+        """Native `podman volume export` (no helper container needed)."""
+        proc = subprocess.run(["podman", "volume", "export", "--output", str(dest), name],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"podman could not export volume {name}: {proc.stderr.strip()[-300:]}")
+
+    def import_volume(self, name: str, source: Path, labels: dict[str, str], helper_image: str) -> None:
+        """The volume is made again (so nothing of its old content stays), then `podman volume import`."""
+        self.remove_volume(name)
+        self.ensure_volume(name, labels)
+        proc = subprocess.run(["podman", "volume", "import", name, str(source)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EngineError(f"podman could not import volume {name}: {proc.stderr.strip()[-300:]}")
+
     def logs(self, name: str, tail: int | None = None, timestamps: bool = False) -> str:
         # The CLI gives complete, ordered stdout+stderr; the API stream mixes framing.
         args = ["podman", "logs", *(["--tail", str(tail)] if tail else []), *(["--timestamps"] if timestamps else []),
