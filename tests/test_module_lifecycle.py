@@ -197,7 +197,7 @@ def test_restore_with_replace_on_a_running_instance(other, archive):
     assert inbox_count(other, f"{SUBJECT} again") == 0  # arrived after the backup
 
 
-def test_destroy_module_keeps_data_then_clone_then_purge(source, other):
+def test_destroy_module_keeps_data_then_clone_then_purge(source, other, archive):
     volumes = set(podman_names("volume", "ls", "-q", "--filter", f"label=mail.instance={OTHER}"))
     assert other.run("destroy-module", {}) == {}
     assert podman_names("ps", "-aq", "--filter", f"label=mail.instance={OTHER}") == []
@@ -211,6 +211,47 @@ def test_destroy_module_keeps_data_then_clone_then_purge(source, other):
     domains = [d["domain"] for d in other.run("list-domains")]
     assert DOMAIN in domains and "later.example.net" not in domains
 
+    # `mailctl import` is import-module from the command line
+    r = other("import", "--from", str(archive))
+    assert r.code == 10 and r.json()[0]["field"] == "replace"
+    r = other("import", "--from", str(archive), "--replace")
+    assert r.code == 0, r.stderr
+
     assert other.run("destroy-module", {"purge": True}) == {}
     assert podman_names("volume", "ls", "-q", "--filter", f"label=mail.instance={OTHER}") == []
     assert not (other.state_dir / OTHER).exists()
+
+
+@pytest.mark.docker
+def test_docker_engine_copies_volume_content_with_owners(tmp_path):
+    """The Docker adapter has no native volume export: a throw-away container runs tar."""
+    import subprocess
+
+    from mailctl.engines import get_engine
+    from mailctl.engines.base import EngineError
+    from mailctl.settings import Instance
+    from mailctl.stack import Mount
+
+    try:
+        engine = get_engine("docker")
+    except EngineError as exc:
+        pytest.skip(str(exc))
+    image = next((Instance(OTHER).image(d) for d in ("redis", "postfix", "dovecot")
+                  if engine.image_exists(Instance(OTHER).image(d))), None)
+    if image is None:
+        pytest.skip("no mail image built for Docker (./build-images.sh --docker)")
+    labels = {"mail.instance": f"{OTHER}-dk"}
+    first, second = f"{OTHER}-dk-a", f"{OTHER}-dk-b"
+    try:
+        engine.ensure_volume(first, labels)
+        code, out = engine.run_once(image, ["sh", "-c", "echo kept > /v/mail && mkdir /v/d && chown 100:101 /v/d"],
+                                    (Mount(first, "/v", kind="volume"),))
+        assert code == 0, out
+        engine.export_volume(first, tmp_path / "a.tar", image)
+        engine.import_volume(second, tmp_path / "a.tar", labels, image)
+        engine.export_volume(second, tmp_path / "b.tar", image)
+        listing = subprocess.run(["tar", "-tvf", str(tmp_path / "b.tar")], capture_output=True, text=True).stdout
+        assert "./mail" in listing and "100/101" in listing
+    finally:
+        engine.remove_volume(first)
+        engine.remove_volume(second)

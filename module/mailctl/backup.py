@@ -216,6 +216,7 @@ def unpack(source: Path, work: Path) -> dict[str, Any]:
 
 
 def check_unpacked(work: Path, source: Path) -> dict[str, Any]:
+    """Check the manifest, the database and the volume files; migrate an older database."""
     try:
         manifest = json.loads((work / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
@@ -235,6 +236,8 @@ def check_unpacked(work: Path, source: Path) -> dict[str, Any]:
     if version > len(MIGRATIONS):
         raise ArchiveError("path", "archive_too_new",
                            f"{source} comes from a newer version ({manifest.get('version')}): upgrade first")
+    if not isinstance(manifest.get("volumes", []), list):
+        raise ArchiveError("path", "invalid_archive", f"{source}: the manifest's volumes is not a list")
     for purpose in manifest.get("volumes", []):
         if purpose not in DATA_VOLUMES or not (work / "volumes" / f"{purpose}.tar").is_file():
             raise ArchiveError("path", "invalid_archive", f"{source}: volume {purpose!r} is missing or unknown")
