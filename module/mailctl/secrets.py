@@ -57,7 +57,8 @@ def ensure_secrets(instance: Instance) -> None:
     controller = instance.secrets_dir / "rspamd-controller.inc"
     if not controller.exists():
         password = read_secret(instance, "rspamd-admin-password")
-        write_secret(controller, f'bind_socket = "*:11334";\npassword = "{password}";\nenable_password = "{password}";\n')
+        write_secret(controller, f'bind_socket = "*:11334";\npassword = "{password}";\n'
+                                 f'enable_password = "{password}";\n')
     # The built-in master user "vmail" (reveal-master-credentials), a dovecot passwd-file.
     masters = instance.secrets_dir / "dovecot-master-users"
     if not masters.exists() or masters.stat().st_size == 0:
