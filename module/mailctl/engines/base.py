@@ -31,6 +31,12 @@ class ContainerInfo:
         return self.labels.get("mail.daemon")
 
 
+def published_ports(port_map: dict | None) -> list[tuple[str, int]]:
+    """(host ip, host port) pairs from an engine's {"25/tcp": [{"HostIp", "HostPort"}]} map."""
+    return [(b.get("HostIp") or "", int(b["HostPort"]))
+            for bindings in (port_map or {}).values() for b in bindings or []]
+
+
 class Engine(ABC):
     """Adapter interface. Every method is idempotent where that makes sense."""
 

@@ -10,15 +10,11 @@ from docker.utils import version_gte
 
 from ..hostcheck import container_ulimits
 from ..stack import ContainerSpec, Mount
-from .base import ContainerInfo, Engine, EngineError
+from .base import ContainerInfo, Engine, EngineError, published_ports
 
 
 def _ports_of(attrs: dict) -> list[tuple[str, int]]:
-    ports = []
-    for bindings in (attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
-        for b in bindings or []:
-            ports.append((b.get("HostIp") or "", int(b["HostPort"])))
-    return ports
+    return published_ports(attrs.get("HostConfig", {}).get("PortBindings"))
 
 
 class DockerEngine(Engine):

@@ -16,7 +16,7 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from ..stack import ContainerSpec, Mount
-from .base import ContainerInfo, Engine, EngineError
+from .base import ContainerInfo, Engine, EngineError, published_ports
 
 
 def _socket_path() -> Path:
@@ -55,11 +55,7 @@ def _ensure_service(sock: Path) -> None:
 
 
 def _ports_of(attrs: dict) -> list[tuple[str, int]]:
-    ports = []
-    for bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).values():
-        for b in bindings or []:
-            ports.append((b.get("HostIp") or "", int(b["HostPort"])))
-    return ports
+    return published_ports(attrs.get("NetworkSettings", {}).get("Ports"))
 
 
 class PodmanEngine(Engine):
