@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import imaplib
+import smtplib
 import socket
 import ssl
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import TypeVar
+
+T = TypeVar("T")
 
 HOST = "127.0.0.1"
 
@@ -26,3 +37,65 @@ def sieve_greeting(port: int, timeout: float = 5) -> str:
                 break
             data += chunk
         return data.decode(errors="replace")
+
+
+# ---- helpers shared by the mail-flow tests ------------------------------------------------
+
+
+def token(length: int = 12) -> str:
+    """A unique marker for subjects, names and message ids."""
+    return uuid.uuid4().hex[:length]
+
+
+def message(sender: str, to: str, subject: str) -> EmailMessage:
+    """A small, well-formed message."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Date"], msg["Message-ID"] = formatdate(localtime=True), make_msgid(domain="client.example.net")
+    msg.set_content(f"Test message {subject}.\nRegards.\n")
+    return msg
+
+
+def rcpt(cli, address: str, port: int = 25, size: int | None = None) -> tuple[int, str]:
+    """The answer to RCPT TO from an outside client (MAIL FROM declares `size` if given)."""
+    with smtplib.SMTP(HOST, cli.port(port), timeout=30) as s:
+        s.ehlo("client.example.net")
+        s.mail("someone@example.net", [f"SIZE={size}"] if size else [])
+        code, msg = s.rcpt(address)
+        return code, msg.decode()
+
+
+@contextmanager
+def imaps(cli, login: str, password: str) -> Iterator[imaplib.IMAP4_SSL]:
+    """An IMAPS (993) session, logged out at the end whatever happens."""
+    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=15)
+    try:
+        conn.login(login, password)
+        yield conn
+    finally:
+        try:
+            conn.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+def inbox_subjects(cli, user: str, password: str, needle: str) -> int:
+    """How many INBOX messages of `user` have `needle` in their subject (IMAP, STARTTLS)."""
+    with imaplib.IMAP4(HOST, cli.port(143), timeout=20) as imap:
+        imap.starttls(ssl_context=insecure_tls())
+        imap.login(user, password)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.search(None, "SUBJECT", f'"{needle}"')
+        imap.logout()
+        return len(data[0].split())
+
+
+def wait_for(check: Callable[[], T], what: str, timeout: float = 30) -> T:
+    """Poll `check` until it returns something true; return it, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)

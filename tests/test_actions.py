@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import smtplib
 import subprocess
 import time
 
 import pytest
 from conftest import MAILCTL
-from protocol import HOST
+from protocol import rcpt
 
 pytestmark = pytest.mark.containers
 
@@ -30,14 +29,6 @@ def db_dump(cli) -> str:
 def postfix_reloads(cli) -> int:
     logs = subprocess.run(["podman", "logs", f"{cli.instance}-postfix"], capture_output=True, text=True)
     return (logs.stdout + logs.stderr).count("reload -- version")
-
-
-def rcpt(cli, address: str) -> tuple[int, str]:
-    with smtplib.SMTP(HOST, cli.port(25), timeout=10) as s:
-        s.ehlo("client.example.net")
-        s.mail("someone@example.net")
-        code, msg = s.rcpt(address)
-        return code, msg.decode()
 
 
 def test_configure_module_then_get_configuration(mail):

@@ -7,17 +7,13 @@ internal and group addresses, hidden copies (bccaddr), and a removed domain's ma
 
 from __future__ import annotations
 
-import imaplib
 import json
 import smtplib
 import subprocess
 import time
-import uuid
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 
 import pytest
-from protocol import HOST, insecure_tls
+from protocol import HOST, inbox_subjects, insecure_tls, message, rcpt, token
 
 pytestmark = pytest.mark.containers
 
@@ -40,18 +36,6 @@ def mx(mail):
     mail.run("remove-group", {"group": SALES}, expect=None)
 
 
-def token() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def message(sender: str, to: str, subject: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
-    msg["Date"], msg["Message-ID"] = formatdate(localtime=True), make_msgid(domain="client.example.net")
-    msg.set_content(f"Test message {subject}.\nRegards.\n")
-    return msg
-
-
 def send25(cli, rcpts: list[str], subject: str, sender: str = "someone@example.net") -> None:
     """Deliver from outside, MTA to MTA, on port 25."""
     with smtplib.SMTP(HOST, cli.port(25), timeout=20) as s:
@@ -69,30 +53,11 @@ def send587(cli, user: str, rcpts: list[str], subject: str) -> None:
         s.send_message(message(f"{user}@{DOMAIN}", rcpts[0], subject), f"{user}@{DOMAIN}", rcpts)
 
 
-def rcpt(cli, address: str, port: int = 25) -> tuple[int, str]:
-    with smtplib.SMTP(HOST, cli.port(port), timeout=20) as s:
-        s.ehlo("client.example.net")
-        s.mail("someone@example.net")
-        code, msg = s.rcpt(address)
-        return code, msg.decode()
-
-
-def inbox_subjects(cli, user: str, needle: str) -> int:
-    """How many INBOX messages of `user` have `needle` in their subject (IMAP, STARTTLS)."""
-    with imaplib.IMAP4(HOST, cli.port(143), timeout=20) as imap:
-        imap.starttls(ssl_context=insecure_tls())
-        imap.login(user, PASSWORD)
-        imap.select("INBOX", readonly=True)
-        _, data = imap.search(None, "SUBJECT", f'"{needle}"')
-        imap.logout()
-        return len(data[0].split())
-
-
 def wait_delivered(cli, user: str, needle: str, count: int = 1, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     found = 0
     while time.monotonic() < deadline:
-        found = inbox_subjects(cli, user, needle)
+        found = inbox_subjects(cli, user, PASSWORD, needle)
         if found >= count:
             return
         time.sleep(0.3)
@@ -100,7 +65,7 @@ def wait_delivered(cli, user: str, needle: str, count: int = 1, timeout: float =
 
 
 def assert_not_delivered(cli, user: str, needle: str) -> None:
-    assert inbox_subjects(cli, user, needle) == 0, f"{user} got {needle!r}"
+    assert inbox_subjects(cli, user, PASSWORD, needle) == 0, f"{user} got {needle!r}"
 
 
 def errors(result) -> list[dict]:
@@ -288,6 +253,6 @@ def test_removed_domain_keeps_delivered_mail(mx):
     mx.run("remove-domain", {"domain": domain})
     code, msg = rcpt(mx, f"{BOB}@{domain}")
     assert code == 554 and "Relay access denied" in msg, (code, msg)
-    assert inbox_subjects(mx, BOB, tag) == 1 and inbox_subjects(mx, CAROL, tag) == 1
+    assert inbox_subjects(mx, BOB, PASSWORD, tag) == 1 and inbox_subjects(mx, CAROL, PASSWORD, tag) == 1
     # The domain's own addresses went with it.
     assert ("adold", domain) not in {(a["local"], a.get("domain")) for a in mx.run("list-addresses")["addresses"]}

@@ -21,7 +21,6 @@ import smtplib
 import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -31,7 +30,7 @@ import pytest
 from conftest import ROOT
 from ldap3 import Connection, Server
 from ldap3.utils.hashed import hashed
-from protocol import HOST, insecure_tls
+from protocol import HOST, insecure_tls, token
 
 pytestmark = pytest.mark.containers
 
@@ -290,10 +289,6 @@ def wait_for(cli, user: str, password: str, subject: str, timeout: float = 30) -
             return
         assert time.time() < deadline, f"{subject!r} not delivered to {user}"
         time.sleep(0.5)
-
-
-def token() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 def test_set_user_domain_checks_server_and_bind(mx, ext_ldap):

@@ -38,7 +38,6 @@ def test_down_keeps_volumes_and_up_reuses_them(fresh_instance):
     assert not (tl.state_dir / "tl1").exists()
 
 
-
 def test_up_fails_with_the_daemons_last_log_lines(fresh_instance):
     """A corrupt LDAP database: `up` exits non-zero and shows openldap's last log lines."""
     tb = fresh_instance("tb9", 22500, up=False)

@@ -11,15 +11,12 @@ import imaplib
 import poplib
 import smtplib
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import pytest
 from managesieve import ManageSieve
-from protocol import HOST, insecure_tls
+from protocol import HOST, imaps, insecure_tls, rcpt, token
 
 pytestmark = pytest.mark.containers
 
@@ -39,6 +36,11 @@ SPAM = ('From: "Support <support@paypal.com>" <promo@example.net>\r\nSubject: {s
         'Hello, claim your prize today.\r\n')
 
 
+def imap(cli, login: str, password: str = PASSWORD):
+    """An IMAPS session, with this file's password by default."""
+    return imaps(cli, login, password)
+
+
 @pytest.fixture(scope="module")
 def mx(mail):
     """The shared instance, configured, with this file's users; settings restored at the end."""
@@ -54,10 +56,6 @@ def mx(mail):
                  expect=None)
     for user in USERS:
         mail.run("remove-user", {"user": user}, expect=None)
-
-
-def token() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 def message(to: str, subject: str, body: str = "Hello,\nthis is a test message.\n",
@@ -90,29 +88,6 @@ def send_spam(cli, to: str, subject: str) -> None:
     with smtplib.SMTP(HOST, cli.port(25), timeout=30) as s:
         s.ehlo("client.example.net")
         s.sendmail("promo@example.net", [to], SPAM.format(subject=subject).encode())
-
-
-def rcpt(cli, address: str, size: int | None = None) -> tuple[int, str]:
-    """The answer to RCPT TO on port 25 (MAIL FROM declares `size` if given)."""
-    with smtplib.SMTP(HOST, cli.port(25), timeout=30) as s:
-        s.ehlo("client.example.net")
-        s.mail("someone@example.net", [f"SIZE={size}"] if size else [])
-        code, msg = s.rcpt(address)
-        return code, msg.decode()
-
-
-@contextmanager
-def imap(cli, login: str, password: str = PASSWORD) -> Iterator[imaplib.IMAP4_SSL]:
-    """An IMAPS (993) session."""
-    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=15)
-    try:
-        conn.login(login, password)
-        yield conn
-    finally:
-        try:
-            conn.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
 
 
 def count(conn: imaplib.IMAP4, folder: str, subject: str) -> int:

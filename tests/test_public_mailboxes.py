@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import pytest
-from protocol import HOST, insecure_tls
+from protocol import HOST, imaps, rcpt, token, wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -38,6 +35,11 @@ ACLS = [
 ]
 RO = ["lookup", "read", "write-seen"]
 RW = RO + ["write", "insert", "post", "create", "write-deleted", "expunge"]
+
+
+def imap(cli, login: str, password: str = PASSWORD):
+    """An IMAPS session, with this file's password by default."""
+    return imaps(cli, login, password)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,6 @@ def px(mail):
         mail.run("remove-user", {"user": user}, expect=None)
 
 
-def token() -> str:
-    return uuid.uuid4().hex[:10]
-
-
 def send25(cli, to: str, subject: str) -> None:
     """Deliver from outside, MTA to MTA, on port 25."""
     msg = EmailMessage()
@@ -72,27 +70,6 @@ def send25(cli, to: str, subject: str) -> None:
     with smtplib.SMTP(HOST, cli.port(25), timeout=30) as s:
         s.ehlo("client.example.net")
         s.send_message(msg, "someone@example.net", [to])
-
-
-def rcpt(cli, address: str) -> tuple[int, str]:
-    with smtplib.SMTP(HOST, cli.port(25), timeout=30) as s:
-        s.ehlo("client.example.net")
-        s.mail("someone@example.net")
-        code, msg = s.rcpt(address)
-        return code, msg.decode()
-
-
-@contextmanager
-def imap(cli, user: str) -> Iterator[imaplib.IMAP4_SSL]:
-    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=15)
-    try:
-        conn.login(user, PASSWORD)
-        yield conn
-    finally:
-        try:
-            conn.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
 
 
 def folders(conn: imaplib.IMAP4) -> list[str]:
@@ -106,13 +83,6 @@ def find(conn: imaplib.IMAP4, subject: str) -> list[bytes]:
     typ, data = conn.search(None, "SUBJECT", f'"{subject}"')
     assert typ == "OK"
     return data[0].split()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def wait_delivered(cli, subject: str, user: str = SALES1, folder: str = FOLDER) -> None:

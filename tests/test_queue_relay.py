@@ -8,18 +8,16 @@ that a message stays in the queue. Local copies are read back over IMAP.
 
 from __future__ import annotations
 
-import imaplib
 import json
 import smtplib
 import ssl
 import subprocess
 import time
-import uuid
 from email.message import EmailMessage
 from email.utils import formatdate
 
 import pytest
-from protocol import HOST, insecure_tls
+from protocol import HOST, inbox_subjects, insecure_tls, token, wait_for
 from smtpsink import SmtpSink
 
 pytestmark = pytest.mark.containers
@@ -85,10 +83,6 @@ def rule(rule_type: str, subject: str, host: str, port: int, **fields) -> dict:
             "mandatory_tls": False, "enabled": True, **fields}
 
 
-def token() -> str:
-    return uuid.uuid4().hex[:10]
-
-
 def message(sender: str, to: str, subject: str, msgid: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
@@ -107,16 +101,6 @@ def submit(cli, user: str, to: str, subject: str | None = None) -> str:
     return msgid
 
 
-def wait_for(predicate, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def queued(cli, msgid: str) -> dict | None:
     """The queue entry of `msgid` once postfix has tried and deferred it."""
     for entry in cli.run("report-queue-status")["queue_status"]:
@@ -131,16 +115,6 @@ def in_queue(cli) -> set[str]:
 
 def received(sink: SmtpSink, msgid: str):
     return next((m for m in sink.messages if msgid.encode() in m.data), None)
-
-
-def inbox_has(cli, user: str, needle: str) -> bool:
-    with imaplib.IMAP4(HOST, cli.port(143), timeout=20) as imap:
-        imap.starttls(ssl_context=insecure_tls())
-        imap.login(user, PASSWORD)
-        imap.select("INBOX", readonly=True)
-        _, data = imap.search(None, "SUBJECT", f'"{needle}"')
-        imap.logout()
-        return bool(data[0].split())
 
 
 def errors(result) -> list[dict]:
@@ -383,8 +357,8 @@ def test_always_bcc_copies_to_a_local_mailbox(mx):
     subject = f"bcc-{token()}"
     with smtplib.SMTP(HOST, mx.port(25), timeout=20) as s:
         s.send_message(message("someone@example.net", f"{BOB}@{DOMAIN}", subject, f"{token()}@example.net"))
-    wait_for(lambda: inbox_has(mx, BOB, subject), "the message to bob")
-    wait_for(lambda: inbox_has(mx, AUDIT, subject), "the always-bcc copy")
+    wait_for(lambda: inbox_subjects(mx, BOB, PASSWORD, subject), "the message to bob")
+    wait_for(lambda: inbox_subjects(mx, AUDIT, PASSWORD, subject), "the always-bcc copy")
 
     mx.run("set-always-bcc", {"bcc_archive": ""})
     assert mx.run("get-always-bcc") == {"bcc": ""}

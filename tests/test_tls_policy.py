@@ -23,10 +23,7 @@ import smtplib
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 
 import pytest
 from cryptography import x509
@@ -34,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from managesieve import ManageSieve, ManageSieveError
-from protocol import HOST, insecure_tls
+from protocol import HOST, insecure_tls, message, token
 
 pytestmark = pytest.mark.containers
 
@@ -64,17 +61,6 @@ def mx(mail):
 
 
 # ---------------------------------------------------------------- helpers
-
-def token() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def message(sender: str, to: str, subject: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
-    msg["Date"], msg["Message-ID"] = formatdate(localtime=True), make_msgid(domain="client.example.net")
-    msg.set_content(f"Test message {subject}.\nRegards.\n")
-    return msg
 
 
 def plain(user: str, password: str = PASSWORD) -> str:
