@@ -91,20 +91,23 @@ class Applier:
         change.previous = self.tree.swap(change.staging)
         change.swapped = True
 
+    def reload_daemon(self, daemon: str) -> None:
+        """Apply the current files to one running daemon: reload it, or restart its container."""
+        name = self.instance.container_name(daemon)
+        if daemon in RESTART_ON_CHANGE:
+            self.engine.restart(name)
+            return
+        code, out = self.engine.exec(name, ["/usr/local/bin/reload"])
+        if code != 0:
+            raise MailError(f"{daemon} reload failed: {' '.join(out.strip().splitlines()[-3:])}")
+
     def reload(self, change: Change) -> None:
         """Reload (or restart) every changed daemon that is running."""
         running = self.running_daemons()
         for daemon in change.changed:
-            if daemon not in running:
-                continue
-            name = self.instance.container_name(daemon)
-            if daemon in RESTART_ON_CHANGE:
-                self.engine.restart(name)
-            else:
-                code, out = self.engine.exec(name, ["/usr/local/bin/reload"])
-                if code != 0:
-                    raise MailError(f"{daemon} reload failed: {' '.join(out.strip().splitlines()[-3:])}")
-            change.reloaded.append(daemon)
+            if daemon in running:
+                self.reload_daemon(daemon)
+                change.reloaded.append(daemon)
 
     def finish(self, change: Change) -> None:
         """The state is committed: drop the marker and older generations."""
@@ -117,10 +120,7 @@ class Applier:
             self.tree.restore(change.previous, change.staging)
             for daemon in change.reloaded:
                 try:
-                    if daemon in RESTART_ON_CHANGE:
-                        self.engine.restart(self.instance.container_name(daemon))
-                    else:
-                        self.engine.exec(self.instance.container_name(daemon), ["/usr/local/bin/reload"])
+                    self.reload_daemon(daemon)
                 except MailError:
                     pass  # best effort: the files are back, the next reload picks them up
         else:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .apply import Applier, Change
+from .apply import Applier
 from .context import render_context
 from .engines import Engine, get_engine
 from .errors import MailError
@@ -108,7 +108,7 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
                 engine.start(spec.name)
             elif spec.daemon in changed:
                 progress(f"applying new configuration to {spec.name}")
-                Applier(instance, engine).reload(Change(instance.config_dir, [spec.daemon]))
+                Applier(instance, engine).reload_daemon(spec.daemon)
             continue
         if info:
             engine.remove_container(spec.name)

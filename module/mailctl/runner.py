@@ -62,12 +62,10 @@ class ActionContext:
 
 
 def _load_handler(action: str) -> ModuleType:
-    if action not in schemas.action_names():
-        raise MailError(f"unknown action {action!r}: 'mailctl actions' lists them")
-    path = schemas.ACTIONS_DIR / action / "handler.py"
-    if not path.exists():
+    """The action's handler module (the caller has checked that the action exists)."""
+    if not is_implemented(action):
         raise NotImplementedAction(f"action {action!r} is not implemented yet")
-    return _import(str(path))
+    return _import(str(schemas.ACTIONS_DIR / action / "handler.py"))
 
 
 @cache
