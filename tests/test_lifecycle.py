@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import subprocess
 from pathlib import Path
 
@@ -51,3 +52,14 @@ def test_up_fails_with_the_daemons_last_log_lines(fresh_instance):
     assert r.code != 0
     assert "openldap did not come up" in r.stderr, r.stderr
     assert "Last log lines" in r.stderr
+
+
+def test_up_on_all_addresses_answers_on_loopback(fresh_instance):
+    """The README's default (no --bind): ports published on every address, loopback included."""
+    tw = fresh_instance("tw1", 22700, up=False)
+    tw.bind = ""
+    r = tw("up", timeout=300)
+    assert r.code == 0, r.stderr
+    assert all(row["health"] == "healthy" for row in tw("status", "--json").json())
+    with imaplib.IMAP4("127.0.0.1", tw.port(143), timeout=10) as m:
+        assert "STARTTLS" in m.capabilities

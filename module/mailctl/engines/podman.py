@@ -112,7 +112,10 @@ class PodmanEngine(Engine):
         ]
         volumes = {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
                    for m in spec.mounts if m.kind == "volume"}
-        ports = {f"{p.container_port}/tcp": (p.host_ip or "0.0.0.0", p.host_port) for p in spec.ports}
+        # No address means all addresses: give podman the bare port. An explicit 0.0.0.0 makes
+        # netavark 1.4 write DNAT rules for destination 0.0.0.0/32 only, which nothing reaches.
+        ports = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) if p.host_ip else p.host_port
+                 for p in spec.ports}
         try:
             container = self.client.containers.create(
                 spec.image,
