@@ -79,6 +79,16 @@ class BenchInstance:
     def port(self, port: int) -> int:
         return self.offset + port
 
+    def cpu_seconds(self, daemon: str) -> float:
+        """CPU time the daemon's container has used so far (its cgroup, v1 or v2)."""
+        cgroup = subprocess.run(["podman", "inspect", "-f", "{{.State.CgroupPath}}", f"{self.name}-{daemon}"],
+                                capture_output=True, text=True, check=True).stdout.strip().lstrip("/")
+        v1 = Path("/sys/fs/cgroup/cpuacct") / cgroup / "cpuacct.usage"  # nanoseconds
+        if v1.exists():
+            return int(v1.read_text()) / 1e9
+        stat = dict(line.split() for line in (Path("/sys/fs/cgroup") / cgroup / "cpu.stat").read_text().splitlines())
+        return int(stat["usage_usec"]) / 1e6
+
     def imap(self) -> imaplib.IMAP4:
         """An IMAP session of the bench user, logged in after STARTTLS."""
         tls = ssl.create_default_context()

@@ -37,9 +37,11 @@ import time
 from _instance import DOMAIN, HOST, USER, BenchInstance
 
 from mailctl import __version__
+from mailctl.stack import DAEMONS
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 TARGET_RATIO = 0.80
+FILTER_DAEMONS = ("rspamd", "redis", "clamav")  # the work the milter adds to each message
 RUN_TIMEOUT = 180.0
 
 
@@ -75,9 +77,16 @@ def set_filter(mail: BenchInstance, on: bool) -> None:
     time.sleep(1.0)  # smtpd processes started before the reload finish their sessions
 
 
+def empty_inbox(mail: BenchInstance) -> None:
+    mail.exec("dovecot", "doveadm", "expunge", "-u", USER, "mailbox", "INBOX", "all")
+
+
+def cpu_snapshot(mail: BenchInstance) -> dict[str, float]:
+    return {daemon: mail.cpu_seconds(daemon) for daemon in DAEMONS}
+
+
 def send_and_wait(mail: BenchInstance, imap: imaplib.IMAP4, count: int, size: int, sessions: int) -> float:
     """Seconds from the first SMTP connection until `count` new messages are in the INBOX."""
-    mail.exec("dovecot", "doveadm", "expunge", "-u", USER, "mailbox", "INBOX", "all")
     before = inbox_count(imap)
     cmd = [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(size), "-M", "client.example.net",
            "-f", "sender@example.net", "-t", f"{USER}@{DOMAIN}", "-S", "throughput bench",
@@ -120,8 +129,12 @@ def main() -> int:
 
     # seconds of each run, by size and mode
     runs: dict[int, dict[str, list[float]]] = {kib: {"filter": [], "bare": []} for kib in sizes}
+    # CPU seconds used by each daemon's container during the runs, by size and mode
+    cpu: dict[int, dict[str, dict[str, float]]] = {
+        kib: {mode: dict.fromkeys(DAEMONS, 0.0) for mode in ("filter", "bare")} for kib in sizes}
     with BenchInstance(args.instance, args.offset) as mail:
         imap = mail.imap()
+        empty_inbox(mail)
         send_and_wait(mail, imap, 20, 4096, args.sessions)  # warm-up, untimed
         if "X-Spam-Status" not in last_header(imap):
             raise SystemExit("bench: the filter is on but the message has no X-Spam-Status header")
@@ -129,7 +142,12 @@ def main() -> int:
             for _ in range(args.rounds):
                 for label, on in (("filter", True), ("bare", False)):
                     set_filter(mail, on)
+                    empty_inbox(mail)
+                    before = cpu_snapshot(mail)
                     runs[kib][label].append(send_and_wait(mail, imap, args.messages, kib * 1024, args.sessions))
+                    after = cpu_snapshot(mail)
+                    for daemon in DAEMONS:
+                        cpu[kib][label][daemon] += after[daemon] - before[daemon]
                     if ("X-Spam-Status" in last_header(imap)) != on:
                         raise SystemExit(f"bench: {label} run: X-Spam-Status header {'missing' if on else 'present'}")
             set_filter(mail, True)
@@ -152,7 +170,29 @@ def main() -> int:
     print("every run, msg/s (filter | bare): " + "; ".join(
         f"{kib} KiB " + " ".join(f"{args.messages / t:.0f}" for t in r["filter"]) + " | "
         + " ".join(f"{args.messages / t:.0f}" for t in r["bare"]) for kib, r in runs.items()))
+    print_cpu(cpu, args.messages * args.rounds)
     return 0 if ok else 1
+
+
+def print_cpu(cpu: dict[int, dict[str, dict[str, float]]], messages: int) -> None:
+    """CPU per message by container, and the ratio the CPU alone allows on this host.
+
+    Both modes keep every core busy, so throughput is CPU per message in reverse: the
+    filter's own CPU (rspamd, redis, clamav) bounds the filter/bare ratio from above.
+    """
+    print()
+    print("CPU per message, ms (each container's cgroup, all runs of the mode):")
+    print(f"{'payload':<8} {'mode':<7}" + "".join(f"{d:>9}" for d in DAEMONS) + f"{'total':>9}")
+    for kib, modes in cpu.items():
+        for mode, used in modes.items():
+            print(f"{kib:>4} KiB {mode:<7}" + "".join(f"{used[d] / messages * 1000:>9.2f}" for d in DAEMONS)
+                  + f"{sum(used.values()) / messages * 1000:>9.2f}")
+    for kib, modes in cpu.items():
+        bare = sum(modes["bare"].values())
+        filtering = sum(modes["filter"][d] for d in FILTER_DAEMONS)
+        print(f"{kib:>4} KiB: the filter ({', '.join(FILTER_DAEMONS)}) adds {filtering / messages * 1000:.2f} ms "
+              f"to the {bare / messages * 1000:.2f} ms of the bare pipeline: at full CPU use the ratio "
+              f"can be at most {bare / (bare + filtering):.0%}")
 
 
 if __name__ == "__main__":

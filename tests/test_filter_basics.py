@@ -116,3 +116,30 @@ def test_offline_scan_of_external_mail_is_fast_and_not_spam(mail, recipient):
     assert "HFILTER_HOSTNAME_UNKNOWN" not in out and "FUZZY" not in out
     seconds = float(out.split("(", 1)[1].split(" seconds", 1)[0])
     assert seconds < 1, out
+
+
+def test_mail_is_deferred_not_accepted_unscanned_while_the_filter_is_down(mail, recipient):
+    """milter_default_action = tempfail: with rspamd stopped, port 25 answers 451 4.7.1 (the
+    sending server retries later); once rspamd is back the same message is accepted and
+    delivered with rspamd's headers."""
+    subject = f"filter down {uuid.uuid4().hex[:8]}"
+    subprocess.run(["podman", "stop", "-t", "2", f"{mail.instance}-rspamd"], check=True, capture_output=True)
+    try:
+        with smtplib.SMTP(HOST, mail.port(25), timeout=30) as s:
+            s.ehlo("client.example.net")
+            code, reply = s.mail("alice@example.net")
+        assert (code, reply[:5]) == (451, b"4.7.1"), (code, reply)
+    finally:
+        subprocess.run(["podman", "start", f"{mail.instance}-rspamd"], check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while True:  # rspamd needs a few seconds to listen again
+        try:
+            send(mail, message(recipient, subject))
+            break
+        except smtplib.SMTPResponseException as refused:
+            assert refused.smtp_code == 451, refused
+            assert time.monotonic() < deadline, "rspamd did not come back within 60 s"
+            time.sleep(1)
+    header = find(mail, subject)
+    assert header is not None, "message not delivered after the filter came back"
+    assert email.message_from_bytes(header)["X-Rspamd-Action"] == "no action"
