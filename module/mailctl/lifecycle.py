@@ -97,9 +97,11 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
     engine.ensure_network(stack.network, stack.labels)
     for volume in stack.volumes:
         engine.ensure_volume(volume, stack.labels)
+    addresses = engine.daemon_addresses(stack.network, DAEMONS)
     existing = {c.name: c for c in engine.list_containers(instance.name)}
     started = time.monotonic()
     for spec in stack.containers:
+        spec = spec.with_addresses(addresses)
         # A rebuilt image or a changed spec means a new container; otherwise reuse it.
         spec.labels["mail.image-id"] = engine.image_id(spec.image)
         info = existing.get(spec.name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .hostcheck import container_ulimits
 from .settings import Instance
@@ -88,6 +88,14 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     health_command: tuple[str, ...] = ("/usr/local/bin/healthcheck",)
     reload_command: tuple[str, ...] = ("/usr/local/bin/reload",)
+    # (daemon, address) of every daemon on the network, for /etc/hosts; () means DNS
+    addresses: tuple[tuple[str, str], ...] = ()
+
+    def with_addresses(self, addresses: dict[str, str]) -> ContainerSpec:
+        """This spec with the daemons' fixed addresses (and the spec hash that covers them)."""
+        spec = replace(self, addresses=tuple(sorted(addresses.items())),
+                       labels={k: v for k, v in self.labels.items() if k != "mail.spec-hash"})
+        return replace(spec, labels={**spec.labels, "mail.spec-hash": spec.spec_hash()})
 
     def spec_hash(self) -> str:
         """A digest of the spec: a container whose label differs must be recreated."""

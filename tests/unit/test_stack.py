@@ -88,3 +88,16 @@ def test_env_vars_configure_the_instance(monkeypatch):
     assert (inst.name, inst.state_dir, inst.bind, inst.host_port(25)) == (
         "envi", Path("/tmp/envstate/envi"), "127.0.0.1", 20025)
     assert Instance.from_env(name="other").name == "other"  # an option wins over the env var
+
+
+def test_fixed_addresses_are_part_of_the_spec_hash():
+    """A daemon's address moving (a new network) must recreate the containers that list it."""
+    spec = build_stack(make(), "mail.example.org").container("rspamd")
+    first = spec.with_addresses({"redis": "10.89.0.249", "rspamd": "10.89.0.252"})
+    same = spec.with_addresses({"rspamd": "10.89.0.252", "redis": "10.89.0.249"})
+    moved = spec.with_addresses({"redis": "10.89.1.249", "rspamd": "10.89.1.252"})
+    assert first.addresses == (("redis", "10.89.0.249"), ("rspamd", "10.89.0.252"))
+    assert first.labels["mail.spec-hash"] == same.labels["mail.spec-hash"] == first.spec_hash()
+    assert moved.labels["mail.spec-hash"] != first.labels["mail.spec-hash"]
+    assert spec.with_addresses({}).labels["mail.spec-hash"] == spec.labels["mail.spec-hash"]
+    assert spec.labels.get("mail.daemon") == first.labels["mail.daemon"] == "rspamd"

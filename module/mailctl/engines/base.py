@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,11 @@ class Engine(ABC):
             self.client.containers.get(name).restart(timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
             raise EngineError(f"{self.name} could not restart {name}: {exc}") from exc
+
+    def daemon_addresses(self, network: str, daemons: Sequence[str]) -> dict[str, str]:
+        """Fixed addresses of the daemons on `network`, written into every container's
+        /etc/hosts; {} leaves the daemons' names to the engine's DNS (Docker's is reliable)."""
+        return {}
 
     def container_ip(self, name: str, network: str) -> str:
         """The container's address on `network` (rootful bridges are reachable from the host)."""

@@ -6,10 +6,12 @@ service`), so a fresh host needs no systemd unit.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from podman import PodmanClient
@@ -116,6 +118,10 @@ class PodmanEngine(Engine):
         # netavark 1.4 write DNAT rules for destination 0.0.0.0/32 only, which nothing reaches.
         ports = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) if p.host_ip else p.host_port
                  for p in spec.ports}
+        network: dict[str, list[str]] = {"aliases": list(spec.aliases)}
+        own_address = dict(spec.addresses).get(spec.daemon)
+        if own_address:
+            network["static_ips"] = [own_address]
         try:
             container = self.client.containers.create(
                 spec.image,
@@ -126,12 +132,43 @@ class PodmanEngine(Engine):
                 mounts=mounts,
                 volumes=volumes,
                 ports=ports,
-                networks={spec.network: {"aliases": list(spec.aliases)}},
+                networks={spec.network: network},
+                extra_hosts=dict(spec.addresses),
                 ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits],
+                **self._dns_options(spec.network),
             )
             container.start()
         except APIError as exc:
             raise EngineError(f"podman could not start {spec.name}: {exc.explanation or exc}") from exc
+
+    def daemon_addresses(self, network: str, daemons: Sequence[str]) -> dict[str, str]:
+        """The last addresses of the network's IPv4 subnet, one a daemon, in `daemons` order.
+
+        A podman container gets a new address at each start and aardvark-dns, the network's
+        DNS, sometimes answers nothing for tens of seconds after the network is made (seen:
+        rspamd waited 40 s for "redis" during `up`). With fixed addresses in /etc/hosts the
+        daemons find each other at once, after any restart. The top of the subnet keeps
+        clear of the addresses podman hands out from the bottom to other containers.
+        """
+        subnets = self.client.networks.get(network).attrs.get("subnets") or []
+        for subnet in subnets:
+            net = ipaddress.ip_network(subnet["subnet"])
+            if net.version == 4 and net.num_addresses >= 64:
+                top = list(net.hosts())[-len(daemons):]
+                return {daemon: str(address) for daemon, address in zip(daemons, top, strict=True)}
+        return {}
+
+    def _dns_options(self, network: str) -> dict[str, list[str]]:
+        """Only the network's DNS (aardvark-dns, on its gateway), retried after 1 s.
+
+        aardvark-dns drops the queries that arrive while it reloads, which it does each time
+        a container joins the network. glibc then waits 5 s and falls through to the host's
+        nameservers, which cannot know container names: during `up`, rspamd's first lookup
+        of "redis" took 40 s to fail that way. aardvark-dns forwards every other name.
+        """
+        subnets = self.client.networks.get(network).attrs.get("subnets") or []
+        gateways = [s["gateway"] for s in subnets if s.get("gateway")]
+        return {"dns": gateways[:1], "dns_opt": ["timeout:1", "attempts:5"]} if gateways else {}
 
     def start(self, name: str) -> None:
         self.client.containers.get(name).start()
