@@ -80,6 +80,8 @@ access to *
 
 
 SLAPD_CONF = """
+TLSCertificateFile /ext/cert.pem
+TLSCertificateKeyFile /ext/key.pem
 include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/nis.schema
@@ -154,6 +156,10 @@ class ExternalLdap:
     def url(self) -> str:
         return f"ldap://{self.ip}:389"
 
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://{self.ip}:636"
+
 
 def _image() -> str:
     return f"localhost/mail-openldap:{(ROOT / 'VERSION').read_text().strip()}"
@@ -169,12 +175,17 @@ def ext_ldap(mail):
     (workdir / "ad.schema").write_text(AD_SCHEMA)
     (workdir / "ext.ldif").write_text(EXT_LDIF)
     (workdir / "ad.ldif").write_text(AD_LDIF)
+    # A self-signed certificate, as many directory servers have (ldaps:// and STARTTLS).
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    f"/CN={name}", "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem")],
+                   check=True, capture_output=True)
+    (workdir / "key.pem").chmod(0o644)  # read by slapd's user; a throw-away test key
     workdir.chmod(0o755)
     start = ("mkdir -p /run/slapd /var/lib/ldap/ext /var/lib/ldap/ad"
              f" && slapadd -f /ext/slapd.conf -b {EXT_BASE} -l /ext/ext.ldif"
              f" && slapadd -f /ext/slapd.conf -b {AD_BASE} -l /ext/ad.ldif"
              " && chown -R openldap:openldap /run/slapd /var/lib/ldap"
-             " && exec slapd -d 0 -h ldap:/// -u openldap -g openldap -f /ext/slapd.conf")
+             " && exec slapd -d 0 -h 'ldap:/// ldaps:///' -u openldap -g openldap -f /ext/slapd.conf")
     subprocess.run(["podman", "run", "-d", "--name", name, "--network", mail.instance,
                     "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
                     "-v", f"{workdir}:/ext:ro", _image(), "bash", "-c", start], check=True, capture_output=True)
@@ -303,6 +314,18 @@ def test_set_user_domain_checks_server_and_bind(mx, ext_ldap):
     rejected({k: v for k, v in ext_domain(ext_ldap).items() if k != "bind_password"}, "bind_password")
     rejected(ext_domain(ext_ldap, name="local"), "name")
     assert "ext.test" not in [d["name"] for d in mx.run("list-user-domains")["domains"]]
+
+
+def test_tls_verify_refuses_a_self_signed_directory_and_is_off_by_default(mx, ext_ldap):
+    for data in (ext_domain(ext_ldap, url=ext_ldap.ldaps_url, tls_verify=True),  # ldaps://
+                 ext_domain(ext_ldap, tls=True, tls_verify=True)):  # ldap:// + STARTTLS
+        errors = mx.run("set-user-domain", data, expect=10)
+        assert [(e["field"], e["error"]) for e in errors] == [("tls_verify", "ldap_certificate_invalid")], errors
+    assert "ext.test" not in [d["name"] for d in mx.run("list-user-domains")["domains"]]
+    mx.run("set-user-domain", ext_domain(ext_ldap, url=ext_ldap.ldaps_url))
+    mx.run("set-user-domain", ext_domain(ext_ldap, tls=True))
+    info = next(d for d in mx.run("list-user-domains")["domains"] if d["name"] == "ext.test")
+    assert (info["tls"], info["tls_verify"]) == (True, False)
 
 
 def test_switch_to_external_domain_keeps_the_mailbox(mx, mail, ext_ldap):

@@ -35,12 +35,14 @@ def run(ctx, data):
         ctx.reject("bind_password", "bind_password_whitespace", None,
                    "postfix cannot use a bind password that starts or ends with a space")
     tls = bool(data.get("tls", False))
-    problem = probe(data["url"], data["base_dn"], bind_dn, password, tls)
+    tls_verify = bool(data.get("tls_verify", False))
+    problem = probe(data["url"], data["base_dn"], bind_dn, password, tls, verify=tls_verify)
     if problem is not None:
         value = None if problem.field == "bind_password" else data.get(problem.field)
         ctx.reject(problem.field, problem.error, value, problem.message)
     save_external(ctx.store, {"name": name, "schema": data["schema"], "url": data["url"],
-                              "base_dn": data["base_dn"], "bind_dn": bind_dn, "tls": tls})
+                              "base_dn": data["base_dn"], "bind_dn": bind_dn, "tls": tls,
+                              "tls_verify": tls_verify})
     store_password(ctx, name, password)
     sync_bind_secret(ctx)
     return {}

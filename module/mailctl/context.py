@@ -44,6 +44,7 @@ def user_domain_config(store: Store, name: str | None = None) -> dict[str, Any]:
     return {
         "name": domain["name"], "schema": domain["schema"], "url": domain["url"], "base_dn": domain["base_dn"],
         "bind_dn": domain.get("bind_dn") or "", "tls": domain.get("tls", False),
+        "tls_verify": domain.get("tls_verify", False),
         "embedded": domain is EMBEDDED_LDAP,
         **LDAP_SCHEMAS[domain["schema"]],
     }

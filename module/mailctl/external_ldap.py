@@ -41,23 +41,35 @@ class ProbeError:
     message: str
 
 
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle, also in the daemon images
+
+
 def probe(url: str, base_dn: str, bind_dn: str = "", password: str = "", tls: bool = False,
-          timeout: float = 5) -> ProbeError | None:
-    """Connect to `url`, start TLS if asked, bind (as `bind_dn`, or anonymously), read `base_dn`."""
-    server = Server(url, connect_timeout=timeout, use_ssl=url.startswith("ldaps://"),
-                    tls=Tls(validate=ssl.CERT_NONE), get_info=NONE)
+          timeout: float = 5, verify: bool = False) -> ProbeError | None:
+    """Connect to `url`, start TLS if asked, bind (as `bind_dn`, or anonymously), read `base_dn`.
+
+    With `verify`, the server's certificate must chain to a system CA and name its host.
+    """
+    checks = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=SYSTEM_CA_FILE) if verify else Tls(validate=ssl.CERT_NONE)
+    server = Server(url, connect_timeout=timeout, use_ssl=url.startswith("ldaps://"), tls=checks, get_info=NONE)
     conn = Connection(server, user=bind_dn or None, password=password or None, receive_timeout=timeout,
                       raise_exceptions=False)
     try:
         try:
             conn.open()
         except LDAPException as exc:
+            if verify and _certificate_problem(exc):
+                return ProbeError("tls_verify", "ldap_certificate_invalid",
+                                  f"the certificate of {url} is not trusted: {exc}")
             return ProbeError("url", "ldap_server_unreachable", f"no LDAP server answers at {url}: {exc}")
         if tls and url.startswith("ldap://"):
             try:
                 if not conn.start_tls():
                     return ProbeError("tls", "ldap_starttls_failed", f"STARTTLS refused: {conn.result['description']}")
             except LDAPException as exc:
+                if verify and _certificate_problem(exc):
+                    return ProbeError("tls_verify", "ldap_certificate_invalid",
+                                      f"the certificate of {url} is not trusted: {exc}")
                 return ProbeError("tls", "ldap_starttls_failed", f"STARTTLS failed: {exc}")
         try:
             bound = conn.bind()
@@ -82,6 +94,11 @@ def probe(url: str, base_dn: str, bind_dn: str = "", password: str = "", tls: bo
             conn.unbind()
         except LDAPException:
             pass
+
+
+def _certificate_problem(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "certificate" in text or "hostname" in text or "host name" in text
 
 
 def find_external(store: Store, name: str) -> dict[str, Any] | None:

@@ -19,7 +19,8 @@ def list_user_domains(store: Store, secrets_dir: Path | None = None) -> list[dic
     external = []
     for d in store.get("external_user_domains") or []:
         info = {"name": d["name"], "schema": d["schema"], "location": "external", "url": d["url"],
-                "base_dn": d["base_dn"], "bind_dn": d.get("bind_dn") or "", "tls": bool(d.get("tls"))}
+                "base_dn": d["base_dn"], "bind_dn": d.get("bind_dn") or "", "tls": bool(d.get("tls")),
+                "tls_verify": bool(d.get("tls_verify"))}
         if secrets_dir is not None:
             info["has_password"] = bool(info["bind_dn"]) and _has_content(secrets_dir / bind_secret_name(d["name"]))
         external.append(info)

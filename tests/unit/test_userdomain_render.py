@@ -88,6 +88,20 @@ def test_rfc2307_schema_with_starttls(tmp_path):
     assert passdb["tls"] == "yes"
 
 
+@pytest.mark.parametrize("verify", [False, True])
+def test_certificate_checks_follow_tls_verify(tmp_path, verify):
+    files = render(tmp_path, {**RFC2307, "tls_verify": verify})
+    ca = "/etc/ssl/certs/ca-certificates.crt"
+    expected = ("yes", ca) if verify else (None, None)
+    for name in ("postfix/ldap-users.cf", "postfix/ldap-groups.cf", "postfix/ldap-sender-login.cf"):
+        table = settings(files[name])
+        assert (table.get("tls_require_cert"), table.get("tls_ca_cert_file")) == expected
+    passdb = settings(files["dovecot/ldap-passdb.conf.ext"])
+    assert passdb["tls_require_cert"] == ("demand" if verify else "never")
+    assert passdb.get("tls_ca_cert_file") == (ca if verify else None)
+    assert settings(files["dovecot/acl-groups.conf"])["tls_verify"] == ("yes" if verify else "no")
+
+
 def test_embedded_domain_has_no_bind_password(tmp_path):
     store = Store(tmp_path / "state.sqlite")
     try:
