@@ -9,6 +9,10 @@ from . import dkim, relayrules
 from . import filter as filter_settings
 from .state import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN, Store
 
+# The CA bundle that checks an external LDAP server's certificate (tls_verify): Debian's,
+# the same path in the daemon images and on the host running the actions.
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
 EMBEDDED_LDAP = {"name": "local", "schema": "rfc2307", "url": "ldap://openldap", "base_dn": "dc=mail,dc=local"}
 
 # How users and groups look in each LDAP schema the module understands.
@@ -44,7 +48,7 @@ def user_domain_config(store: Store, name: str | None = None) -> dict[str, Any]:
     return {
         "name": domain["name"], "schema": domain["schema"], "url": domain["url"], "base_dn": domain["base_dn"],
         "bind_dn": domain.get("bind_dn") or "", "tls": domain.get("tls", False),
-        "tls_verify": domain.get("tls_verify", False),
+        "tls_verify": domain.get("tls_verify", False), "ca_file": SYSTEM_CA_FILE,
         "embedded": domain is EMBEDDED_LDAP,
         **LDAP_SCHEMAS[domain["schema"]],
     }

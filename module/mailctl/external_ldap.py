@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ldap3 import BASE, NONE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
 
-from .context import EMBEDDED_LDAP, user_domain_config
+from .context import EMBEDDED_LDAP, SYSTEM_CA_FILE, user_domain_config
 from .errors import MailError
 from .secrets import write_secret
 from .state import Store
@@ -41,9 +41,6 @@ class ProbeError:
     message: str
 
 
-SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle, also in the daemon images
-
-
 def probe(url: str, base_dn: str, bind_dn: str = "", password: str = "", tls: bool = False,
           timeout: float = 5, verify: bool = False) -> ProbeError | None:
     """Connect to `url`, start TLS if asked, bind (as `bind_dn`, or anonymously), read `base_dn`.
@@ -58,19 +55,15 @@ def probe(url: str, base_dn: str, bind_dn: str = "", password: str = "", tls: bo
         try:
             conn.open()
         except LDAPException as exc:
-            if verify and _certificate_problem(exc):
-                return ProbeError("tls_verify", "ldap_certificate_invalid",
-                                  f"the certificate of {url} is not trusted: {exc}")
-            return ProbeError("url", "ldap_server_unreachable", f"no LDAP server answers at {url}: {exc}")
+            return (_untrusted(url, exc, verify)
+                    or ProbeError("url", "ldap_server_unreachable", f"no LDAP server answers at {url}: {exc}"))
         if tls and url.startswith("ldap://"):
             try:
                 if not conn.start_tls():
                     return ProbeError("tls", "ldap_starttls_failed", f"STARTTLS refused: {conn.result['description']}")
             except LDAPException as exc:
-                if verify and _certificate_problem(exc):
-                    return ProbeError("tls_verify", "ldap_certificate_invalid",
-                                      f"the certificate of {url} is not trusted: {exc}")
-                return ProbeError("tls", "ldap_starttls_failed", f"STARTTLS failed: {exc}")
+                return _untrusted(url, exc, verify) or ProbeError("tls", "ldap_starttls_failed",
+                                                                  f"STARTTLS failed: {exc}")
         try:
             bound = conn.bind()
         except LDAPException as exc:
@@ -96,9 +89,12 @@ def probe(url: str, base_dn: str, bind_dn: str = "", password: str = "", tls: bo
             pass
 
 
-def _certificate_problem(exc: Exception) -> bool:
+def _untrusted(url: str, exc: Exception, verify: bool) -> ProbeError | None:
+    """The tls_verify rejection, when checking was asked for and the TLS failure is the certificate's."""
     text = str(exc).lower()
-    return "certificate" in text or "hostname" in text or "host name" in text
+    if verify and ("certificate" in text or "hostname" in text or "host name" in text):
+        return ProbeError("tls_verify", "ldap_certificate_invalid", f"the certificate of {url} is not trusted: {exc}")
+    return None
 
 
 def find_external(store: Store, name: str) -> dict[str, Any] | None:

@@ -150,8 +150,7 @@ class PodmanEngine(Engine):
         daemons find each other at once, after any restart. The top of the subnet keeps
         clear of the addresses podman hands out from the bottom to other containers.
         """
-        subnets = self.client.networks.get(network).attrs.get("subnets") or []
-        for subnet in subnets:
+        for subnet in self._subnets(network):
             net = ipaddress.ip_network(subnet["subnet"])
             if net.version == 4 and net.num_addresses >= 64:
                 top = list(net.hosts())[-len(daemons):]
@@ -159,16 +158,18 @@ class PodmanEngine(Engine):
         return {}
 
     def _dns_options(self, network: str) -> dict[str, list[str]]:
-        """Only the network's DNS (aardvark-dns, on its gateway), retried after 1 s.
+        """Only the network's DNS (aardvark-dns, on its gateway), retried after 1 s, for the
+        names not in /etc/hosts (an external LDAP server, relay hosts, test containers).
 
-        aardvark-dns drops the queries that arrive while it reloads, which it does each time
-        a container joins the network. glibc then waits 5 s and falls through to the host's
-        nameservers, which cannot know container names: during `up`, rspamd's first lookup
-        of "redis" took 40 s to fail that way. aardvark-dns forwards every other name.
+        aardvark-dns drops the queries that arrive while it reloads (each time a container
+        joins); glibc would wait 5 s, then ask the host's nameservers, which do not know
+        the network's container names. aardvark-dns forwards every other name itself.
         """
-        subnets = self.client.networks.get(network).attrs.get("subnets") or []
-        gateways = [s["gateway"] for s in subnets if s.get("gateway")]
+        gateways = [s["gateway"] for s in self._subnets(network) if s.get("gateway")]
         return {"dns": gateways[:1], "dns_opt": ["timeout:1", "attempts:5"]} if gateways else {}
+
+    def _subnets(self, network: str) -> list[dict[str, str]]:
+        return self.client.networks.get(network).attrs.get("subnets") or []
 
     def start(self, name: str) -> None:
         self.client.containers.get(name).start()
