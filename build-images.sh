@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VERSION=$(cat VERSION)
+# The daemon images' tag; MAIL_IMAGE_TAG builds a development tree's images beside the released ones.
+TAG=${MAIL_IMAGE_TAG:-$VERSION}
 DAEMONS=(redis openldap clamav rspamd dovecot postfix)
 # The host's hard limits: runc refuses container limits above them.
 NOFILE=$(ulimit -Hn)
@@ -28,7 +30,7 @@ if ! podman image exists "$base"; then
 fi
 
 for daemon in "${DAEMONS[@]}"; do
-    image="localhost/mail-${daemon}:${VERSION}"
+    image="localhost/mail-${daemon}:${TAG}"
     echo ">> building $image"
     podman build --quiet --layers "${ULIMITS[@]}" --build-arg "VERSION=${VERSION}" \
         -t "$image" -f "images/${daemon}/Containerfile" "images/${daemon}" >/dev/null
@@ -36,7 +38,7 @@ done
 
 if [ "${1:-}" = "--docker" ]; then
     for daemon in "${DAEMONS[@]}"; do
-        image="localhost/mail-${daemon}:${VERSION}"
+        image="localhost/mail-${daemon}:${TAG}"
         id=$(podman image inspect --format '{{.Id}}' "$image")
         if [ "$(docker image inspect --format '{{index .Config.Labels "mail.podman-id"}}' "$image" 2>/dev/null)" != "$id" ]; then
             echo ">> loading $image into docker"

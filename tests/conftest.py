@@ -103,6 +103,7 @@ def fresh_instance():
     made: list[Cli] = []
 
     def make(name: str, offset: int, up: bool = True) -> Cli:
+        name, offset = TEST_PREFIX + name, offset + TEST_OFFSET_DELTA
         _engine_leftovers(name)
         cli = Cli(name, Path(tempfile.mkdtemp(prefix=f"mail-{name}-")), offset)
         made.append(cli)
@@ -118,7 +119,10 @@ def fresh_instance():
         shutil.rmtree(cli.state_dir, ignore_errors=True)
 
 
-# The shared instance; MAIL_TEST_INSTANCE/MAIL_TEST_OFFSET let parallel runs use their own.
+# Parallel runs on one host keep apart with MAIL_TEST_PREFIX (prepended to every test
+# instance name) and MAIL_TEST_OFFSET_DELTA (added to every test instance's port offset).
+TEST_PREFIX = os.environ.get("MAIL_TEST_PREFIX", "")
+TEST_OFFSET_DELTA = int(os.environ.get("MAIL_TEST_OFFSET_DELTA", "0"))
 TEST_INSTANCE = os.environ.get("MAIL_TEST_INSTANCE", "ts1")
 TEST_OFFSET = int(os.environ.get("MAIL_TEST_OFFSET", "21000"))
 

@@ -82,7 +82,8 @@ class Instance:
         return self.state_dir / "action.lock"
 
     def image(self, daemon: str) -> str:
-        return f"localhost/mail-{daemon}:{self.version}"
+        # MAIL_IMAGE_TAG lets a development tree run images it built under its own tag.
+        return f"localhost/mail-{daemon}:{os.environ.get('MAIL_IMAGE_TAG') or self.version}"
 
     def container_name(self, daemon: str) -> str:
         return f"{self.name}-{daemon}"
