@@ -6,10 +6,28 @@
 # script is idempotent: the base is made only when its tag is missing, and the
 # daemon builds reuse podman's layer cache, so a second run takes seconds.
 #
-#   ./build-images.sh            build with podman (default)
-#   ./build-images.sh --docker   also load the images into a running Docker engine
+# Then the module image localhost/mail:<tag> is made the NethServer 8 way: an
+# image FROM scratch holding imageroot/ (templates, systemd units, actions and the
+# runtime as Python wheels), ui/ and ui-manifest.json, with org.nethserver.* labels
+# that list the daemon images and what the module asks of a node.
+#
+#   ./build-images.sh              build with podman (default)
+#   ./build-images.sh --docker     also load the images into a running Docker engine
+#   ./build-images.sh --save DIR   also write DIR/mail-<tag>.tar: `podman save` of the
+#                                  module image and the daemon images (`podman load -i`)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+DOCKER=
+SAVE_DIR=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --docker) DOCKER=1 ;;
+        --save) SAVE_DIR=${2:?--save needs a directory}; shift ;;
+        *) echo "build-images.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 VERSION=$(cat VERSION)
 # The daemon images' tag; MAIL_IMAGE_TAG builds a development tree's images beside the released ones.
@@ -36,7 +54,53 @@ for daemon in "${DAEMONS[@]}"; do
         -t "$image" -f "images/${daemon}/Containerfile" "images/${daemon}" >/dev/null
 done
 
-if [ "${1:-}" = "--docker" ]; then
+# The module image. Its runtime is the mailctl wheel and the wheels it depends on,
+# installed offline into a virtual environment by `mailctl install-module`.
+PYTHON=${PYTHON:-.venv/bin/python}
+[ -x "$PYTHON" ] || PYTHON=python3
+module="localhost/mail:${TAG}"
+echo ">> building $module"
+work=$(mktemp -d)
+trap 'rm -rf "$work" "${tmp:-}"' EXIT
+mkdir -p "$work/imageroot/python" "$work/ui"
+cp -r imageroot/. "$work/imageroot/"
+cp -r actions "$work/imageroot/actions"
+find "$work/imageroot" -name __pycache__ -prune -exec rm -rf {} +
+"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$work/imageroot/python" . >/dev/null
+# The admin UI's static files, when this tree has them.
+if [ -d module/mailctl/web/static ]; then
+    cp -r module/mailctl/web/static/. "$work/ui/"
+fi
+cp ui-manifest.json "$work/ui-manifest.json"
+images=()
+for daemon in "${DAEMONS[@]}"; do images+=("localhost/mail-${daemon}:${TAG}"); done
+# Ports a node must allocate: the HTTP API/admin UI (9443) and Rspamd's web UI (11334);
+# the mail ports themselves are the fixed standard ones (hence max-per-node=1).
+container=$(buildah from scratch)
+buildah add --quiet "$container" "$work/imageroot" /imageroot
+buildah add --quiet "$container" "$work/ui" /ui
+buildah add --quiet "$container" "$work/ui-manifest.json" /ui-manifest.json
+buildah config --entrypoint=/ \
+    --label="org.nethserver.images=${images[*]}" \
+    --label="org.nethserver.tcp-ports-demand=2" \
+    --label="org.nethserver.rootfull=1" \
+    --label="org.nethserver.max-per-node=1" \
+    --label="org.nethserver.volumes=vmail queue" \
+    --label="org.nethserver.authorizations=node:fwadm traefik@node:fulladm cluster:accountconsumer" \
+    --label="org.opencontainers.image.version=${VERSION}" \
+    --label="org.opencontainers.image.title=mail" \
+    "$container"
+buildah commit --quiet --rm "$container" "$module" >/dev/null
+
+if [ -n "$SAVE_DIR" ]; then
+    mkdir -p "$SAVE_DIR"
+    archive="$SAVE_DIR/mail-${TAG}.tar"
+    echo ">> saving $module and the daemon images to $archive"
+    rm -f "$archive"
+    podman save --quiet --multi-image-archive -o "$archive" "$module" "${images[@]}"
+fi
+
+if [ -n "$DOCKER" ]; then
     for daemon in "${DAEMONS[@]}"; do
         image="localhost/mail-${daemon}:${TAG}"
         id=$(podman image inspect --format '{{.Id}}' "$image")

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from . import __version__, lifecycle
+from . import __version__, lifecycle, moduleimage
 from .errors import EXIT_VALIDATION, MailError, ValidationFailed
 from .settings import Instance
 
@@ -31,12 +31,18 @@ def _instance_options(f):
     return f
 
 
-def _make_instance(instance, state_dir, bind, port_offset, engine) -> Instance:
+def _make_instance(instance, state_dir, bind, port_offset, engine, dispatch: bool = True) -> Instance:
     try:
-        return Instance.from_env(name=instance, state_root=state_dir, bind=bind,
+        made = Instance.from_env(name=instance, state_root=state_dir, bind=bind,
                                  port_offset=port_offset, engine=engine)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    if dispatch:  # an instance installed from a module image runs its own runtime
+        try:
+            moduleimage.dispatch(made)
+        except MailError as exc:
+            _fail(exc)
+    return made
 
 
 def _fail(exc: MailError) -> None:
@@ -214,3 +220,34 @@ def agent(redis_url, **opts):
 
     instance = _make_instance(**opts)
     Agent(instance, redis_url, log=lambda m: click.echo(m, err=True)).serve()
+
+
+@main.command(name="install-module")
+@_instance_options
+@click.argument("image")
+@click.option("--unit-dir", envvar="MAIL_UNIT_DIR", default=str(moduleimage.DEFAULT_UNIT_DIR), show_default=True,
+              help="Where the instance's systemd units are written.")
+def install_module(image, unit_dir, **opts):
+    """Install an instance from the module IMAGE (localhost/mail:<version>) and its daemon images."""
+    from pathlib import Path
+
+    instance = _make_instance(**opts, dispatch=False)
+    try:
+        moduleimage.install(instance, image, Path(unit_dir), progress=lambda m: click.echo(f"  {m}", err=True))
+    except MailError as exc:
+        _fail(exc)
+    click.echo(f"instance {instance.name} installed from {image}: start it with "
+               f"'mailctl up --instance {instance.name}'", err=True)
+
+
+@main.command(name="remove-module")
+@click.argument("name")
+@click.option("--state-dir", envvar="MAIL_STATE_DIR", default=None,
+              help="Directory holding instance state (default /var/lib/mailctl).")
+def remove_module(name, state_dir):
+    """Remove the installed instance NAME entirely: containers, volumes, network, state, units."""
+    instance = _make_instance(name, state_dir, None, None, None, dispatch=False)
+    try:
+        moduleimage.remove(instance, progress=lambda m: click.echo(f"  {m}", err=True))
+    except MailError as exc:
+        _fail(exc)
