@@ -22,6 +22,8 @@ PACKAGES=(
     # protocol clients used by the tests and benchmarks
     swaks sieve-connect ldap-utils testssl.sh opendkim-tools redis-server redis-tools
     postfix
+    # the browser of the web UI tests (driven by Playwright, which never downloads its own)
+    chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
