@@ -2,6 +2,7 @@
 <mailbox>@<every mail domain> (module/mailctl/publicmailboxes.py)."""
 
 from mailctl import publicmailboxes as pm
+from mailctl.addresses import get_address, put_address
 from mailctl.directory import open_directory
 
 
@@ -11,12 +12,12 @@ def run(ctx, data):
     if pm.find(ctx.store, name) is not None:
         ctx.reject("mailbox", "mailbox_already_exists", name)
     local = name.lower()
-    if ctx.store.get_address(local, "*") is not None:
+    if get_address(ctx.store, local, "*") is not None:
         ctx.reject("mailbox", "address_already_exists", name, f"the address {local}@* already exists")
     wanted = pm.check_acls(ctx, open_directory(ctx.instance, ctx.store), data["acls"])
 
     pm.put(ctx.store, name, pm.stored_acls(data["acls"]))
-    ctx.store.put_address(local, "*", [{"dtype": "public", "name": name}], description=f"Public mailbox {name}")
+    put_address(ctx.store, local, "*", [{"dtype": "public", "name": name}], description=f"Public mailbox {name}")
 
     dovecot = pm.Dovecot(ctx.engine, ctx.instance)
     if not dovecot.exists(name):  # a folder left in dovecot is taken over with its messages

@@ -4,7 +4,7 @@ For the automatic address of a user or group (atype adduser/addgroup) only
 `internal` can change.
 """
 
-from mailctl.addresses import address_key, normalize_destinations, set_internal_auto
+from mailctl.addresses import address_key, get_address, normalize_destinations, put_address, set_internal_auto
 from mailctl.directory import open_directory
 
 
@@ -12,14 +12,14 @@ def run(ctx, data):
     if data["atype"] in ("adduser", "addgroup"):
         return _alter_automatic(ctx, data)
     local, domain = address_key(ctx, data)
-    current = ctx.store.get_address(local, domain)
+    current = get_address(ctx.store, local, domain)
     if current is None:
         ctx.reject("local", "address_not_found", data["local"])
     destinations = current["destinations"]
     if "destinations" in data:
         destinations = normalize_destinations(ctx, data["destinations"])
-    ctx.store.put_address(local, domain, destinations, data.get("internal", current["internal"]),
-                          data.get("description", current["description"]))
+    put_address(ctx.store, local, domain, destinations, data.get("internal", current["internal"]),
+                data.get("description", current["description"]))
     return {}
 
 

@@ -5,7 +5,7 @@ the forward from the state at query time; dovecot reads quota and retention from
 """
 
 from mailctl.directory import open_directory
-from mailctl.mailboxes import check_forward, close_sessions, require_user
+from mailctl.mailboxes import check_forward, close_sessions, put_mailbox, require_user
 
 
 def run(ctx, data):
@@ -24,7 +24,7 @@ def run(ctx, data):
         destinations = check_forward(directory, user, data["forward"], ctx.reject)
         change.update(forward=destinations or None,
                       keepcopy=bool(destinations) and data["forward"].get("keepcopy", False))
-    ctx.store.put_mailbox(change)
+    put_mailbox(ctx.store, change)
     if change.get("enabled") is False:
         close_sessions(ctx.engine, ctx.instance, user)
     return {}

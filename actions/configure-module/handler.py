@@ -1,7 +1,7 @@
 """configure-module: the first-configuration wizard (hostname, user domain, primary mail domain)."""
 
+from mailctl.domains import get_domain, new_domain, put_domain
 from mailctl.external_ldap import sync_bind_secret
-from mailctl.state import new_domain
 from mailctl.tls import regenerate_if_self_signed
 from mailctl.userdomains import find_user_domain
 
@@ -18,8 +18,8 @@ def run(ctx, data):
     mail_domain = (data.get("mail_domain") or "").lower()
     if mail_domain:
         store.set("mail_domain", mail_domain)
-        if store.get_domain(mail_domain) is None:
-            store.put_domain(new_domain(mail_domain, description="Primary mail domain"))
+        if get_domain(store, mail_domain) is None:
+            put_domain(store, new_domain(mail_domain, description="Primary mail domain"))
     store.set("configured", True)
     if regenerate_if_self_signed(ctx.instance.tls_dir, hostname):
         ctx.reload |= {"postfix", "dovecot"}

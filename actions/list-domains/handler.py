@@ -1,9 +1,10 @@
 """list-domains: every mail domain with its options and DKIM state."""
 
 from mailctl import dkim
+from mailctl.domains import list_domains, signing_domains
 
 
 def run(ctx, data):
-    signing = set(dkim.enabled_domains(ctx.store))
+    signing = set(signing_domains(ctx.store))
     return [{**d, "dkim": {"enabled": d["domain"] in signing, "selector": dkim.SELECTOR}}
-            for d in ctx.store.list_domains()]
+            for d in list_domains(ctx.store)]

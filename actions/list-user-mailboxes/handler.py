@@ -1,7 +1,7 @@
 """list-user-mailboxes: every user of the user domain with its mailbox settings and quota usage."""
 
 from mailctl.directory import open_directory
-from mailctl.mailboxes import forward_status, quota_status, quota_usage, spam_retention_status
+from mailctl.mailboxes import forward_status, get_mailbox, quota_status, quota_usage, spam_retention_status
 
 
 def run(ctx, data):
@@ -14,7 +14,7 @@ def run(ctx, data):
     usage = quota_usage(ctx.engine, ctx.instance, users)
     mailboxes = []
     for user in users:
-        m = ctx.store.get_mailbox(user)
+        m = get_mailbox(ctx.store, user)
         mailboxes.append({
             "user": user,
             "enabled": m["enabled"],

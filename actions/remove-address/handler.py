@@ -1,6 +1,6 @@
 """remove-address: delete an address; the wildcard postmaster cannot be removed."""
 
-from mailctl.addresses import POSTMASTER, WILDCARD, address_key
+from mailctl.addresses import POSTMASTER, WILDCARD, address_key, delete_address, get_address
 
 
 def run(ctx, data):
@@ -8,7 +8,7 @@ def run(ctx, data):
     if (local, domain) == (POSTMASTER, WILDCARD):
         ctx.reject("local", "address_delete_forbidden", data["local"],
                    "postmaster is required (RFC 5321): change its destinations instead")
-    if ctx.store.get_address(local, domain) is None:
+    if get_address(ctx.store, local, domain) is None:
         ctx.reject("local", "address_not_found", data["local"])
-    ctx.store.delete_address(local, domain)
+    delete_address(ctx.store, local, domain)
     return {}

@@ -5,15 +5,16 @@ key is kept when signing is disabled, so the published DNS record stays valid.
 """
 
 from mailctl import dkim
+from mailctl.domains import get_domain, set_signing
 
 
 def run(ctx, data):
     domain = data["domain"].lower()
-    if ctx.store.get_domain(domain) is None:
+    if get_domain(ctx.store, domain) is None:
         ctx.reject("domain", "domain_not_found", data["domain"])
     if data["enabled"] and dkim.ensure_key(ctx.instance, domain):
         path = dkim.key_path(ctx.instance, domain)
         ctx.undo.append(lambda: path.unlink(missing_ok=True))
         ctx.reload.add("rspamd")  # copy the new key into the container
-    dkim.set_enabled(ctx.store, domain, data["enabled"])
+    set_signing(ctx.store, domain, data["enabled"])
     return dkim.state(ctx.instance, ctx.store, domain)

@@ -5,12 +5,12 @@ state at query time: no reload is needed. Open sessions of a disabled user are c
 """
 
 from mailctl.directory import open_directory
-from mailctl.mailboxes import close_sessions, require_user
+from mailctl.mailboxes import close_sessions, put_mailbox, require_user
 
 
 def run(ctx, data):
     user = require_user(open_directory(ctx.instance, ctx.store), data["user"], ctx.reject)
-    ctx.store.put_mailbox({"user": user, "enabled": data["enabled"]})
+    put_mailbox(ctx.store, {"user": user, "enabled": data["enabled"]})
     if not data["enabled"]:
         close_sessions(ctx.engine, ctx.instance, user)
     return {}

@@ -3,7 +3,7 @@
 Omitted fields keep their value.
 """
 
-from mailctl.relaypolicy import normalize_networks
+from mailctl.relayaccess import normalize_networks
 
 
 def run(ctx, data):

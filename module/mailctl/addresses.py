@@ -1,6 +1,8 @@
-"""Mail addresses and their destinations: rules shared by the address actions.
+"""Mail addresses and their destinations: the tables `addresses` and `address_targets`,
+and the rules shared by the address actions.
 
-An address row has `domain` '*' when it is a wildcard (valid in every mail domain).
+An address row has `domain` '*' when it is a wildcard (valid in every mail domain);
+postfix reads its destinations from address_targets (recipients.recipient_of) at query time.
 Users and groups also have automatic addresses (`adduser`/`addgroup`) in the domains
 with addusers/addgroups on; those are not rows: only their `internal` flag is stored,
 in the setting INTERNAL_AUTO (postfix reads it from there at RCPT time).
@@ -8,10 +10,14 @@ in the setting INTERNAL_AUTO (postfix reads it from there at RCPT time).
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 from typing import Any
 
+from . import domains, mailboxes, publicmailboxes
 from .directory import Directory, open_directory
+from .recipients import recipient_of
 from .state import Store
 
 WILDCARD = "*"
@@ -19,8 +25,6 @@ POSTMASTER = "postmaster"
 # Setting: {"adduser": [user names], "addgroup": [group names]} whose automatic
 # addresses refuse mail from outside.
 INTERNAL_AUTO = "internal_auto_addresses"
-# Table of public mailboxes, when that feature has created it.
-PUBLIC_TABLE = "public_mailboxes"
 
 _EMAIL = re.compile(r"^[^@\s]+@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*$")
 
@@ -31,36 +35,99 @@ def address_key(ctx, data: dict[str, Any], must_exist_domain: bool = True) -> tu
     if data["atype"] != "domain":
         return local, WILDCARD
     domain = data["domain"].lower()
-    if must_exist_domain and ctx.store.get_domain(domain) is None:
+    if must_exist_domain and domains.get_domain(ctx.store, domain) is None:
         ctx.reject("domain", "mail_domain_not_found", data["domain"], f"{domain} is not a mail domain")
     return local, domain
 
 
-def public_mailboxes(store: Store) -> set[str] | None:
-    """Names of the public mailboxes, or None while no public-mailbox table exists."""
-    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                                (PUBLIC_TABLE,)).fetchone()
-    if not exists:
-        return None
-    rows = store.conn.execute(f"SELECT * FROM {PUBLIC_TABLE}").fetchall()
-    columns = [c[1] for c in store.conn.execute(f"PRAGMA table_info({PUBLIC_TABLE})")]
-    column = "mailbox" if "mailbox" in columns else columns[0]
-    return {str(r[column]) for r in rows}
+# Rows ----------------------------------------------------------------------------------
 
+def stored_addresses(store: Store) -> list[dict[str, Any]]:
+    """Every explicit address (postmaster included), by local part and domain."""
+    rows = store.conn.execute("SELECT * FROM addresses ORDER BY local, domain").fetchall()
+    return [_row(r) for r in rows]
+
+
+def get_address(store: Store, local: str, domain: str) -> dict[str, Any] | None:
+    row = store.conn.execute("SELECT * FROM addresses WHERE local=? AND domain=?", (local, domain)).fetchone()
+    return _row(row) if row else None
+
+
+def put_address(store: Store, local: str, domain: str, destinations: list[dict[str, Any]],
+                internal: bool = False, description: str = "") -> None:
+    """Add or change an address and the postfix targets of its destinations."""
+    store.conn.execute(
+        "INSERT INTO addresses(local, domain, destinations, internal, description) VALUES(?, ?, ?, ?, ?) "
+        "ON CONFLICT(local, domain) DO UPDATE SET destinations=excluded.destinations, "
+        "internal=excluded.internal, description=excluded.description",
+        (local, domain, json.dumps(destinations, sort_keys=True), int(internal), description),
+    )
+    store.conn.execute("DELETE FROM address_targets WHERE local=? AND domain=?", (local, domain))
+    store.conn.executemany(
+        "INSERT INTO address_targets(local, domain, target) VALUES(?, ?, ?)",
+        [(local, domain, recipient_of(d)) for d in destinations],
+    )
+
+
+def delete_address(store: Store, local: str, domain: str) -> None:
+    store.conn.execute("DELETE FROM addresses WHERE local=? AND domain=?", (local, domain))
+    store.conn.execute("DELETE FROM address_targets WHERE local=? AND domain=?", (local, domain))
+
+
+def delete_domain_addresses(store: Store, domain: str) -> None:
+    """The addresses of a removed domain go with it (mail already delivered stays in the mailboxes)."""
+    store.conn.execute("DELETE FROM addresses WHERE domain=?", (domain,))
+    store.conn.execute("DELETE FROM address_targets WHERE domain=?", (domain,))
+
+
+def drop_destination(store: Store, gone: dict[str, Any]) -> None:
+    """Remove the destination `gone` from every address, catch-all and forward.
+
+    An address left without any destination is removed; a forward left empty is off.
+    """
+    for a in stored_addresses(store):
+        if gone not in a["destinations"]:
+            continue
+        local, domain = a["local"], a["domain"] or WILDCARD
+        rest = [d for d in a["destinations"] if d != gone]
+        if rest:
+            put_address(store, local, domain, rest, a["internal"], a["description"])
+        else:
+            delete_address(store, local, domain)
+    for d in domains.list_domains(store):
+        if d["catchall"] == gone:
+            domains.put_domain(store, {**d, "catchall": None})
+    for m in mailboxes.list_mailboxes(store):
+        if m["forward"] and gone in m["forward"]:
+            rest = [d for d in m["forward"] if d != gone]
+            mailboxes.put_mailbox(store, {**m, "forward": rest or None, "keepcopy": m["keepcopy"] if rest else False})
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "local": row["local"],
+        "atype": "wildcard" if row["domain"] == "*" else "domain",
+        "domain": None if row["domain"] == "*" else row["domain"],
+        "destinations": json.loads(row["destinations"]),
+        "internal": bool(row["internal"]),
+        "description": row["description"],
+    }
+
+
+# Input checks and listings ---------------------------------------------------------------
 
 def normalize_destinations(ctx, destinations: list[dict[str, Any]], field: str = "destinations",
                            directory: Directory | None = None) -> list[dict[str, Any]]:
     """Check that every destination exists; return them without display-only keys.
 
     Users and groups must exist in the selected user domain, public mailboxes among the
-    public mailboxes (any well-formed name while that feature has no table), and an
-    external destination must be an email address.
+    public mailboxes, and an external destination must be an email address.
     """
     if directory is None and any(d["dtype"] in ("user", "group") for d in destinations):
         directory = open_directory(ctx.instance, ctx.store)
     users = {u["user"] for u in directory.users()} if directory else set()
     groups = {g["group"] for g in directory.groups()} if directory else set()
-    publics = public_mailboxes(ctx.store)
+    publics = publicmailboxes.names(ctx.store)
     result: list[dict[str, Any]] = []
     for dest in destinations:
         dtype, name = dest["dtype"], dest["name"]
@@ -70,7 +137,7 @@ def normalize_destinations(ctx, destinations: list[dict[str, Any]], field: str =
                 ctx.reject(field, "address_destination_not_found", dest["name"],
                            f"{dtype} {dest['name']} does not exist in the user domain")
         elif dtype == "public":
-            if publics is not None and name not in publics:
+            if name not in publics:
                 ctx.reject(field, "address_destination_not_found", name, f"public mailbox {name} does not exist")
         elif not _EMAIL.match(name):
             ctx.reject(field, "address_destination_invalid", name, "an external destination must be an email address")
@@ -112,10 +179,10 @@ def list_addresses(store: Store, directory: Directory) -> dict[str, Any]:
     """The list-addresses output: explicit addresses, then the automatic ones."""
     users = {u["user"]: u for u in directory.users()}
     groups = {g["group"]: g for g in directory.groups()}
-    domains = store.list_domains()
+    mail_domains = domains.list_domains(store)
     internal = internal_auto(store)
     addresses = []
-    for a in store.list_addresses():
+    for a in stored_addresses(store):
         item: dict[str, Any] = {
             "local": a["local"], "atype": a["atype"],
             "destinations": [listed_destination(d, users, groups) for d in a["destinations"]],
@@ -126,8 +193,8 @@ def list_addresses(store: Store, directory: Directory) -> dict[str, Any]:
         if a["local"] == POSTMASTER and a["domain"] is None:
             item["delete_forbidden"] = True
         addresses.append(item)
-    adduser_domains = [d["domain"] for d in domains if d["addusers"]]
-    addgroup_domains = [d["domain"] for d in domains if d["addgroups"]]
+    adduser_domains = [d["domain"] for d in mail_domains if d["addusers"]]
+    addgroup_domains = [d["domain"] for d in mail_domains if d["addgroups"]]
     if adduser_domains:
         addresses += [{"local": name, "atype": "adduser", "description": u["display_name"],
                        "destinations": [{"dtype": "user", "name": name, "ui_name": u["display_name"]}],
@@ -145,6 +212,6 @@ def list_destinations(store: Store, directory: Directory) -> list[dict[str, Any]
               for u in directory.users()]
     result += [{"dtype": "group", "name": g["group"], "ui_name": g["description"] or g["group"]}
                for g in directory.groups()]
-    result += [{"dtype": "public", "name": p, "ui_name": p} for p in sorted(public_mailboxes(store) or ())]
+    result += [{"dtype": "public", "name": p, "ui_name": p} for p in sorted(publicmailboxes.names(store))]
     return result
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, lifecycle
+from .domains import list_domains
 from .engines import Engine, get_engine
 from .errors import MailError
 from .settings import Instance
@@ -266,8 +267,7 @@ def _quick_check(db: Path) -> bool:
 
 def has_data(store: Store) -> bool:
     """An instance already configured or with mail domains: an import must be asked to replace it."""
-    domains = store.conn.execute("SELECT count(*) FROM domains").fetchone()[0]
-    return bool(store.get("configured")) or domains > 0
+    return bool(store.get("configured")) or bool(list_domains(store))
 
 
 def import_unpacked(instance: Instance, work: Path, manifest: dict[str, Any], engine: Engine | None = None,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from . import dkim, relayrules
+from . import dkim, domains, relayrules
 from . import filter as filter_settings
-from .state import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN, Store
+from .recipients import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN
+from .state import Store
 
 # The CA bundle that checks an external LDAP server's certificate (tls_verify): Debian's,
 # the same path in the daemon images and on the host running the actions.
@@ -57,14 +58,13 @@ def user_domain_config(store: Store, name: str | None = None) -> dict[str, Any]:
 def render_context(store: Store) -> dict[str, Any]:
     settings = store.settings()
     hostname = settings["hostname"] or default_hostname()
-    domains = store.list_domains()
     # Not derived from the domain list: adding a domain must not change main.cf (no reload).
     mydomain = settings["mail_domain"] or hostname.split(".", 1)[1]
     return {
         **settings,
         "hostname": hostname,
         "mydomain": mydomain,
-        "domains": domains,
+        "domains": domains.list_domains(store),
         "ldap": EMBEDDED_LDAP,
         "userdomain": user_domain_config(store),
         "mailbox_domain": MAILBOX_DOMAIN,

@@ -5,7 +5,7 @@ enabled and kept when it is disabled (the published DNS record stays valid). The
 private key is a secret file (<secrets>/dkim/<domain>.default.key, mode 0600); the
 directory is mounted read-only into the rspamd container, whose reload script copies
 the keys where the _rspamd user can read them. Whether a domain signs lives in the
-state (domains.dkim), and rspamd's dkim_signing.conf is rendered from it.
+state (domains.signing_domains), and rspamd's dkim_signing.conf is rendered from it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .domains import signing_domains
 from .secrets import write_secret
 from .settings import Instance
 from .state import Store
@@ -62,19 +63,9 @@ def zone_record(domain: str, data: str) -> str:
     return f"{SELECTOR}._domainkey.{domain}. IN TXT ( {quoted} )"
 
 
-def enabled_domains(store: Store) -> list[str]:
-    """Domains whose mail submitted on 587/465 is signed, sorted."""
-    rows = store.conn.execute("SELECT domain FROM domains WHERE dkim = 1 ORDER BY domain")
-    return [r["domain"] for r in rows]
-
-
-def set_enabled(store: Store, domain: str, enabled: bool) -> None:
-    store.conn.execute("UPDATE domains SET dkim = ? WHERE domain = ?", (int(enabled), domain))
-
-
 def state(instance: Instance, store: Store, domain: str) -> dict[str, Any]:
     """The get-domain-dkim output of an existing domain."""
-    out: dict[str, Any] = {"domain": domain, "enabled": domain in enabled_domains(store), "selector": SELECTOR}
+    out: dict[str, Any] = {"domain": domain, "enabled": domain in signing_domains(store), "selector": SELECTOR}
     data = record_data(instance, domain)
     if data:
         out["dkimRecordData"] = data
@@ -84,4 +75,4 @@ def state(instance: Instance, store: Store, domain: str) -> dict[str, Any]:
 
 def render_context(store: Store) -> dict[str, Any]:
     """What rspamd's dkim_signing.conf is rendered with."""
-    return {"domains": enabled_domains(store), "selector": SELECTOR, "key_dir": RSPAMD_KEY_DIR}
+    return {"domains": signing_domains(store), "selector": SELECTOR, "key_dir": RSPAMD_KEY_DIR}

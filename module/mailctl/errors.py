@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 # Exit codes of `mailctl` (see ARCHITECTURE.md).
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -36,3 +39,8 @@ class ValidationFailed(MailError):
     def __init__(self, errors: list[dict]):
         self.errors = errors
         super().__init__("; ".join(f"{e['field']}: {e['error']}" for e in errors))
+
+
+# The type of ActionContext.reject, which the rules of the feature modules take:
+# (field, error code, value, message) -> raises ValidationFailed.
+Reject = Callable[..., Any]

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import addresses, domains, mailboxes, publicmailboxes, relayrules
 from . import filter as filter_settings
-from . import relayrules
-from .addresses import public_mailboxes
 from .context import user_domain_config
 from .directory import open_directory
 from .errors import MailError
 from .settings import Instance
 from .state import Store
-
-
-def _count(store: Store, sql: str) -> int:
-    return int(store.conn.execute(sql).fetchone()[0])
 
 
 def user_count(instance: Instance, store: Store) -> int:
@@ -31,7 +26,7 @@ def user_count(instance: Instance, store: Store) -> int:
         finally:
             directory.close()
     except MailError:
-        return _count(store, "SELECT count(*) FROM mailboxes")
+        return len(mailboxes.list_mailboxes(store))
 
 
 def collect(instance: Instance, store: Store) -> dict[str, Any]:
@@ -40,18 +35,19 @@ def collect(instance: Instance, store: Store) -> dict[str, Any]:
     antivirus = filter_settings.antivirus(store)
     mailbox = settings["mailbox_settings"]
     userdomain = user_domain_config(store)
+    mail_domains = domains.list_domains(store)
     return {
-        "domains": _count(store, "SELECT count(*) FROM domains"),
-        "addresses": _count(store, "SELECT count(*) FROM addresses"),
+        "domains": len(mail_domains),
+        "addresses": len(addresses.stored_addresses(store)),
         "user_mailboxes": user_count(instance, store),
-        "public_mailboxes": len(public_mailboxes(store) or ()),
-        "relay_rules": _count(store, "SELECT count(*) FROM relay_rules"),
-        "bypass_rules": _count(store, "SELECT count(*) FROM bypass_rules"),
+        "public_mailboxes": len(publicmailboxes.names(store)),
+        "relay_rules": len(relayrules.list_rules(store)),
+        "bypass_rules": len(filter_settings.list_bypass_rules(store)),
         "master_users": len(settings.get("master_users") or []),
         "features": {
-            "dkim_domains": _count(store, "SELECT count(*) FROM domains WHERE dkim = 1"),
-            "catchall_domains": _count(store, "SELECT count(*) FROM domains WHERE catchall IS NOT NULL"),
-            "bcc_domains": _count(store, "SELECT count(*) FROM domains WHERE bccaddr IS NOT NULL AND bccaddr != ''"),
+            "dkim_domains": len(domains.signing_domains(store)),
+            "catchall_domains": sum(1 for d in mail_domains if d["catchall"]),
+            "bcc_domains": sum(1 for d in mail_domains if d["bccaddr"]),
             "always_bcc": bool(settings.get("always_bcc")),
             "relay_default_rule": relayrules.default_rule(store) is not None,
             "relay_networks": len(settings["relay"].get("networks") or []),

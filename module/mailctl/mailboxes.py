@@ -1,29 +1,72 @@
 """User mailboxes: their effective settings, quota usage read from dovecot, forwards, masters.
 
 A mailbox has a row in the `mailboxes` table only once one of its settings differs
-from the defaults (state.Store.get_mailbox fills in the rest). The defaults are the
+from the defaults (get_mailbox fills in the rest); postfix reads its forward from
+`forward_targets` at query time. The defaults are the
 `mailbox_settings` setting: quota (MiB), spam folder, subject prefix, spam retention.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from .directory import Directory
 from .engines import Engine
+from .errors import Reject
+from .recipients import recipient_of
 from .settings import Instance
 from .state import Store
-
-# ActionContext.reject: (field, error code, value, message) -> raises ValidationFailed.
-Reject = Callable[..., Any]
 
 # The built-in master user (see secrets.ensure_secrets): "<user>*vmail" with its
 # generated password opens any mailbox; reveal-master-credentials shows it.
 MASTER_USER = "vmail"
 MASTER_PASSWORD_SECRET = "vmail-master-password"
 MASTER_SEPARATOR = "*"
+
+# Rows ----------------------------------------------------------------------------------
+
+def get_mailbox(store: Store, user: str) -> dict[str, Any]:
+    """The settings of a user's mailbox (the defaults when it has no row)."""
+    row = store.conn.execute("SELECT * FROM mailboxes WHERE user=?", (user.lower(),)).fetchone()
+    if row is None:
+        return {"user": user.lower(), "enabled": True, "quota_custom": False, "quota_limit": 0,
+                "spam_custom": False, "spam_retention": 0, "forward": None, "keepcopy": False}
+    return {**dict(row), "enabled": bool(row["enabled"]), "quota_custom": bool(row["quota_custom"]),
+            "spam_custom": bool(row["spam_custom"]), "keepcopy": bool(row["keepcopy"]),
+            "forward": json.loads(row["forward"]) if row["forward"] else None}
+
+
+def list_mailboxes(store: Store) -> list[dict[str, Any]]:
+    """The mailboxes with a row (settings that differ from the defaults), by user."""
+    users = [r["user"] for r in store.conn.execute("SELECT user FROM mailboxes ORDER BY user")]
+    return [get_mailbox(store, u) for u in users]
+
+
+def put_mailbox(store: Store, m: dict[str, Any]) -> None:
+    """Change the given settings of a mailbox (the others keep their value) and its forward targets."""
+    m = {**get_mailbox(store, m["user"]), **m, "user": m["user"].lower()}
+    store.conn.execute(
+        "INSERT INTO mailboxes(user, enabled, quota_custom, quota_limit, spam_custom, spam_retention, "
+        "forward, keepcopy) VALUES(:user, :enabled, :quota_custom, :quota_limit, :spam_custom, "
+        ":spam_retention, :forward, :keepcopy) ON CONFLICT(user) DO UPDATE SET enabled=excluded.enabled, "
+        "quota_custom=excluded.quota_custom, quota_limit=excluded.quota_limit, "
+        "spam_custom=excluded.spam_custom, spam_retention=excluded.spam_retention, "
+        "forward=excluded.forward, keepcopy=excluded.keepcopy",
+        {**m, "enabled": int(m["enabled"]), "quota_custom": int(m["quota_custom"]),
+         "spam_custom": int(m["spam_custom"]), "keepcopy": int(m["keepcopy"]),
+         "forward": json.dumps(m["forward"]) if m["forward"] else None},
+    )
+    store.conn.execute("DELETE FROM forward_targets WHERE user=?", (m["user"],))
+    if m["forward"]:
+        targets = [recipient_of(d) for d in m["forward"]]
+        if m["keepcopy"]:
+            targets.append(recipient_of({"dtype": "user", "name": m["user"]}))
+        store.conn.executemany("INSERT INTO forward_targets(user, target) VALUES(?, ?)",
+                               [(m["user"], t) for t in targets])
+
+
+# Dovecot -------------------------------------------------------------------------------
 
 # Prints "<user>\t<doveadm JSON or null>" per user given as argument.
 _QUOTA_SCRIPT = ('for u; do r=$(doveadm -f json quota get -u "$u" 2>/dev/null) || r=null; '

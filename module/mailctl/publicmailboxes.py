@@ -95,30 +95,14 @@ def put(store: Store, name: str, acls: list[dict[str, Any]]) -> None:
     )
 
 
-def delete(store: Store, name: str) -> None:
-    """Forget the mailbox and every destination that points at it.
+def names(store: Store) -> set[str]:
+    """The names of the public mailboxes."""
+    return {r["mailbox"] for r in store.conn.execute("SELECT mailbox FROM public_mailboxes")}
 
-    Its automatic address X@* goes; other addresses, catch-alls and forwards lose that
-    destination (an address left without any is removed).
-    """
+
+def delete(store: Store, name: str) -> None:
+    """Forget the mailbox (the destinations pointing at it are addresses.drop_destination's)."""
     store.conn.execute("DELETE FROM public_mailboxes WHERE mailbox = ?", (name,))
-    gone = {"dtype": "public", "name": name}
-    for a in store.list_addresses():
-        if gone not in a["destinations"]:
-            continue
-        local, domain = a["local"], a["domain"] or "*"
-        rest = [d for d in a["destinations"] if d != gone]
-        if rest:
-            store.put_address(local, domain, rest, a["internal"], a["description"])
-        else:
-            store.delete_address(local, domain)
-    for d in store.list_domains():
-        if d["catchall"] == gone:
-            store.put_domain({**d, "catchall": None})
-    for m in store.list_mailboxes():
-        if m["forward"] and gone in m["forward"]:
-            rest = [d for d in m["forward"] if d != gone]
-            store.put_mailbox({**m, "forward": rest or None, "keepcopy": m["keepcopy"] if rest else False})
 
 
 # Input checks --------------------------------------------------------------------------

@@ -28,15 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import Reject
+from .recipients import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN
 from .secrets import write_secret
-from .state import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN, Store
+from .state import Store
 
 SASL_MAP = "postfix-sasl_passwd.map"
 PASSWORDS = "relay-passwords.json"
 TYPES = ("sender", "recipient", "wildcard")
 RESERVED_DOMAINS = (MAILBOX_DOMAIN, GROUP_DOMAIN, PUBLIC_DOMAIN)
-# ActionContext.reject: (field, error code, value, message) -> raises ValidationFailed.
-Reject = Callable[..., Any]
 
 
 def nexthop(host: str, port: int) -> str:

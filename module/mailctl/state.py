@@ -1,5 +1,12 @@
 """The instance state: one SQLite database, the single source of truth.
 
+One rule for reaching it: `Store` owns the connection, the transaction, the schema
+(MIGRATIONS) and the settings table; each feature module owns its tables and the SQL
+on them (domains.py: domains and catchall_targets; addresses.py: addresses and
+address_targets; mailboxes.py: mailboxes and forward_targets; relayrules.py,
+publicmailboxes.py, filter.py: their own table), run on `store.conn`. A module that
+needs another one's rows calls that module, never its tables.
+
 Daemon configuration is derived from it. Postfix also reads it directly through
 `sqlite:` lookup tables, so it holds no secrets (those live in the secrets
 directory, mode 0600) and is readable by the daemons' users.
@@ -144,7 +151,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 
 class Store:
-    """Typed access to the state database. Use `transaction()` for every change."""
+    """The state database: connection, migrations, settings. Use `transaction()` for every change."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -202,146 +209,7 @@ class Store:
             values[row["key"]] = json.loads(row["value"])
         return values
 
-    # Domains
-    def list_domains(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM domains ORDER BY domain").fetchall()
-        return [_domain_row(r) for r in rows]
-
-    def get_domain(self, domain: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM domains WHERE domain=?", (domain,)).fetchone()
-        return _domain_row(row) if row else None
-
-    def put_domain(self, d: dict[str, Any]) -> None:
-        self.conn.execute(
-            "INSERT INTO domains(domain, addusers, addgroups, catchall, bccaddr, description) "
-            "VALUES(:domain, :addusers, :addgroups, :catchall, :bccaddr, :description) "
-            "ON CONFLICT(domain) DO UPDATE SET addusers=excluded.addusers, addgroups=excluded.addgroups, "
-            "catchall=excluded.catchall, bccaddr=excluded.bccaddr, description=excluded.description",
-            {**d, "catchall": json.dumps(d["catchall"]) if d.get("catchall") else None},
-        )
-        self.put_domain_catchall(d["domain"], d.get("catchall"))
-
-    def delete_domain(self, domain: str) -> None:
-        self.conn.execute("DELETE FROM domains WHERE domain=?", (domain,))
-        self.conn.execute("DELETE FROM catchall_targets WHERE domain=?", (domain,))
-        # Its own addresses go with it (mail already delivered stays in the mailboxes).
-        self.conn.execute("DELETE FROM addresses WHERE domain=?", (domain,))
-        self.conn.execute("DELETE FROM address_targets WHERE domain=?", (domain,))
-
-    def put_domain_catchall(self, domain: str, catchall: dict[str, Any] | None) -> None:
-        self.conn.execute("DELETE FROM catchall_targets WHERE domain=?", (domain,))
-        if catchall:
-            self.conn.execute("INSERT INTO catchall_targets(domain, target) VALUES(?, ?)",
-                              (domain, recipient_of(catchall)))
-
-    # Addresses: `domain` is '*' for a wildcard address.
-    def list_addresses(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM addresses ORDER BY local, domain").fetchall()
-        return [_address_row(r) for r in rows]
-
-    def get_address(self, local: str, domain: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM addresses WHERE local=? AND domain=?", (local, domain)).fetchone()
-        return _address_row(row) if row else None
-
-    def put_address(self, local: str, domain: str, destinations: list[dict[str, Any]],
-                    internal: bool = False, description: str = "") -> None:
-        self.conn.execute(
-            "INSERT INTO addresses(local, domain, destinations, internal, description) VALUES(?, ?, ?, ?, ?) "
-            "ON CONFLICT(local, domain) DO UPDATE SET destinations=excluded.destinations, "
-            "internal=excluded.internal, description=excluded.description",
-            (local, domain, json.dumps(destinations, sort_keys=True), int(internal), description),
-        )
-        self.conn.execute("DELETE FROM address_targets WHERE local=? AND domain=?", (local, domain))
-        self.conn.executemany(
-            "INSERT INTO address_targets(local, domain, target) VALUES(?, ?, ?)",
-            [(local, domain, recipient_of(d)) for d in destinations],
-        )
-
-    def delete_address(self, local: str, domain: str) -> None:
-        self.conn.execute("DELETE FROM addresses WHERE local=? AND domain=?", (local, domain))
-        self.conn.execute("DELETE FROM address_targets WHERE local=? AND domain=?", (local, domain))
-
-    # Mailboxes: settings of user mailboxes that differ from the defaults.
-    def get_mailbox(self, user: str) -> dict[str, Any]:
-        row = self.conn.execute("SELECT * FROM mailboxes WHERE user=?", (user.lower(),)).fetchone()
-        if row is None:
-            return {"user": user.lower(), "enabled": True, "quota_custom": False, "quota_limit": 0,
-                    "spam_custom": False, "spam_retention": 0, "forward": None, "keepcopy": False}
-        return {**dict(row), "enabled": bool(row["enabled"]), "quota_custom": bool(row["quota_custom"]),
-                "spam_custom": bool(row["spam_custom"]), "keepcopy": bool(row["keepcopy"]),
-                "forward": json.loads(row["forward"]) if row["forward"] else None}
-
-    def list_mailboxes(self) -> list[dict[str, Any]]:
-        users = [r["user"] for r in self.conn.execute("SELECT user FROM mailboxes ORDER BY user")]
-        return [self.get_mailbox(u) for u in users]
-
-    def put_mailbox(self, m: dict[str, Any]) -> None:
-        m = {**self.get_mailbox(m["user"]), **m, "user": m["user"].lower()}
-        self.conn.execute(
-            "INSERT INTO mailboxes(user, enabled, quota_custom, quota_limit, spam_custom, spam_retention, "
-            "forward, keepcopy) VALUES(:user, :enabled, :quota_custom, :quota_limit, :spam_custom, "
-            ":spam_retention, :forward, :keepcopy) ON CONFLICT(user) DO UPDATE SET enabled=excluded.enabled, "
-            "quota_custom=excluded.quota_custom, quota_limit=excluded.quota_limit, "
-            "spam_custom=excluded.spam_custom, spam_retention=excluded.spam_retention, "
-            "forward=excluded.forward, keepcopy=excluded.keepcopy",
-            {**m, "enabled": int(m["enabled"]), "quota_custom": int(m["quota_custom"]),
-             "spam_custom": int(m["spam_custom"]), "keepcopy": int(m["keepcopy"]),
-             "forward": json.dumps(m["forward"]) if m["forward"] else None},
-        )
-        self.conn.execute("DELETE FROM forward_targets WHERE user=?", (m["user"],))
-        if m["forward"]:
-            targets = [recipient_of(d) for d in m["forward"]]
-            if m["keepcopy"]:
-                targets.append(recipient_of({"dtype": "user", "name": m["user"]}))
-            self.conn.executemany("INSERT INTO forward_targets(user, target) VALUES(?, ?)",
-                                  [(m["user"], t) for t in targets])
-
     def dump(self) -> str:
         """Every row of every table as text: used to prove an action changed nothing."""
         return "\n".join(self.conn.iterdump())
 
-
-# Pseudo domains that postfix delivers to after alias expansion: a user's mailbox
-# (LMTP to dovecot, which maps user@mailbox.internal to the mailbox "user"), the
-# members of a group (expanded by an LDAP lookup), a public mailbox.
-MAILBOX_DOMAIN = "mailbox.internal"
-GROUP_DOMAIN = "group.internal"
-PUBLIC_DOMAIN = "public.internal"
-
-
-def recipient_of(destination: dict[str, Any]) -> str:
-    """The postfix recipient a destination expands to."""
-    name = destination["name"]
-    return {
-        "user": f"{name.lower()}@{MAILBOX_DOMAIN}",
-        "group": f"{name.lower()}@{GROUP_DOMAIN}",
-        "public": f"{name}@{PUBLIC_DOMAIN}",
-    }.get(destination["dtype"], name)
-
-
-def _address_row(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "local": row["local"],
-        "atype": "wildcard" if row["domain"] == "*" else "domain",
-        "domain": None if row["domain"] == "*" else row["domain"],
-        "destinations": json.loads(row["destinations"]),
-        "internal": bool(row["internal"]),
-        "description": row["description"],
-    }
-
-
-def _domain_row(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "domain": row["domain"],
-        "addusers": bool(row["addusers"]),
-        "addgroups": bool(row["addgroups"]),
-        "catchall": json.loads(row["catchall"]) if row["catchall"] else None,
-        "bccaddr": row["bccaddr"],
-        "description": row["description"],
-    }
-
-
-def new_domain(domain: str, **fields: Any) -> dict[str, Any]:
-    """A domain row with the defaults of add-domain (addusers and addgroups on)."""
-    return {"domain": domain, "addusers": True, "addgroups": True, "catchall": None, "bccaddr": None,
-            "description": "", **{k: v for k, v in fields.items() if v is not None or k in ("catchall", "bccaddr")}}

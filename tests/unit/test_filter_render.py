@@ -13,18 +13,19 @@ from cryptography.hazmat.primitives import serialization
 from mailctl import dkim
 from mailctl import filter as flt
 from mailctl.context import render_context
+from mailctl.domains import delete_domain, new_domain, put_domain, set_signing, signing_domains
 from mailctl.render import ConfigTree
 from mailctl.settings import Instance
 from mailctl.stack import DAEMONS, build_stack
-from mailctl.state import DEFAULT_SETTINGS, Store, new_domain
+from mailctl.state import DEFAULT_SETTINGS, Store
 
 
 def setup(tmp_path: Path) -> tuple[Instance, Store]:
     instance = Instance("unit1", state_root=tmp_path)
     s = Store(instance.db_path)
     with s.transaction():
-        s.put_domain(new_domain("example.org"))
-        s.put_domain(new_domain("example.com"))
+        put_domain(s, new_domain("example.org"))
+        put_domain(s, new_domain("example.com"))
     return instance, s
 
 
@@ -57,8 +58,8 @@ def test_dkim_signing_lists_only_enabled_domains(tmp_path):
     conf = (rendered(s, tmp_path) / "local.d" / "dkim_signing.conf").read_text()
     assert "enabled = false;" in conf
     with s.transaction():
-        dkim.set_enabled(s, "example.org", True)
-    assert dkim.enabled_domains(s) == ["example.org"]
+        set_signing(s, "example.org", True)
+    assert signing_domains(s) == ["example.org"]
     conf = (rendered(s, tmp_path) / "local.d" / "dkim_signing.conf").read_text()
     assert "enabled = true;" in conf and "sign_local = false;" in conf and "sign_authenticated = true;" in conf
     assert '"example.org"' in conf and "/var/lib/rspamd/dkim/example.org.default.key" in conf
@@ -68,10 +69,10 @@ def test_dkim_signing_lists_only_enabled_domains(tmp_path):
 def test_removing_a_domain_forgets_its_dkim_state(tmp_path):
     instance, s = setup(tmp_path)
     with s.transaction():
-        dkim.set_enabled(s, "example.org", True)
-        s.delete_domain("example.org")
-        s.put_domain(new_domain("example.org"))
-    assert dkim.enabled_domains(s) == []
+        set_signing(s, "example.org", True)
+        delete_domain(s, "example.org")
+        put_domain(s, new_domain("example.org"))
+    assert signing_domains(s) == []
 
 
 def test_the_dkim_secrets_dir_is_mounted_into_rspamd_only(tmp_path):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mailctl.context import render_context
+from mailctl.domains import new_domain, put_domain
 from mailctl.render import ConfigTree, postfix_network
 from mailctl.stack import DAEMONS
-from mailctl.state import Store, new_domain
+from mailctl.state import Store
 
 
 def store(tmp_path: Path) -> Store:
@@ -31,7 +32,7 @@ def test_adding_a_domain_changes_no_rendered_file(tmp_path):
     tree = ConfigTree(tmp_path / "config")
     tree.swap(tree.stage(render_context(s)))
     with s.transaction():
-        s.put_domain(new_domain("example.com"))
+        put_domain(s, new_domain("example.com"))
     assert tree.changed_daemons(tree.stage(render_context(s)), DAEMONS) == []
 
 

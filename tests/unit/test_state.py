@@ -1,10 +1,15 @@
-"""The state store: migrations, transactions, domains, addresses and their postfix targets."""
+"""The state store (migrations, transactions, settings) and the rows of domains, addresses and
+mailboxes with their postfix targets."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailctl.state import MAILBOX_DOMAIN, Store, new_domain, recipient_of
+from mailctl.addresses import delete_address, drop_destination, put_address, stored_addresses
+from mailctl.domains import delete_domain, list_domains, new_domain, put_domain
+from mailctl.mailboxes import get_mailbox, put_mailbox
+from mailctl.recipients import MAILBOX_DOMAIN, recipient_of
+from mailctl.state import Store
 
 
 @pytest.fixture
@@ -13,7 +18,7 @@ def s(tmp_path) -> Store:
 
 
 def test_fresh_state_has_postmaster_and_defaults(s):
-    assert [a["local"] for a in s.list_addresses()] == ["postmaster"]
+    assert [a["local"] for a in stored_addresses(s)] == ["postmaster"]
     assert s.get("queue") == {"maximal_queue_lifetime": 120}
     assert s.get("configured") is False
 
@@ -21,17 +26,17 @@ def test_fresh_state_has_postmaster_and_defaults(s):
 def test_reopening_keeps_data_and_schema_version(tmp_path):
     s = Store(tmp_path / "state.sqlite")
     with s.transaction():
-        s.put_domain(new_domain("example.com"))
+        put_domain(s, new_domain("example.com"))
     s.close()
     again = Store(tmp_path / "state.sqlite")
-    assert [d["domain"] for d in again.list_domains()] == ["example.com"]
+    assert [d["domain"] for d in list_domains(again)] == ["example.com"]
 
 
 def test_a_failed_transaction_changes_nothing(s):
     before = s.dump()
     with pytest.raises(RuntimeError):
         with s.transaction():
-            s.put_domain(new_domain("example.com"))
+            put_domain(s, new_domain("example.com"))
             raise RuntimeError("boom")
     assert s.dump() == before
 
@@ -44,30 +49,46 @@ def test_destinations_expand_to_postfix_recipients():
 
 def test_address_targets_follow_destinations(s):
     with s.transaction():
-        s.put_address("info", "*", [{"dtype": "user", "name": "john"}, {"dtype": "external", "name": "a@b.org"}])
+        put_address(s, "info", "*", [{"dtype": "user", "name": "john"}, {"dtype": "external", "name": "a@b.org"}])
     rows = s.conn.execute("SELECT target FROM address_targets WHERE local='info' ORDER BY target").fetchall()
     assert [r[0] for r in rows] == ["a@b.org", f"john@{MAILBOX_DOMAIN}"]
     with s.transaction():
-        s.delete_address("info", "*")
+        delete_address(s, "info", "*")
     assert s.conn.execute("SELECT count(*) FROM address_targets WHERE local='info'").fetchone()[0] == 0
 
 
 def test_forward_with_and_without_copy(s):
     fwd = [{"dtype": "external", "name": "far@example.net"}]
     with s.transaction():
-        s.put_mailbox({"user": "john", "forward": fwd, "keepcopy": True})
+        put_mailbox(s, {"user": "john", "forward": fwd, "keepcopy": True})
     targets = {r[0] for r in s.conn.execute("SELECT target FROM forward_targets WHERE user='john'")}
     assert targets == {"far@example.net", f"john@{MAILBOX_DOMAIN}"}
     with s.transaction():
-        s.put_mailbox({"user": "john", "keepcopy": False})
+        put_mailbox(s, {"user": "john", "keepcopy": False})
     targets = {r[0] for r in s.conn.execute("SELECT target FROM forward_targets WHERE user='john'")}
     assert targets == {"far@example.net"}
 
 
 def test_catchall_targets_follow_the_domain(s):
     with s.transaction():
-        s.put_domain(new_domain("example.com", addusers=False, catchall={"dtype": "user", "name": "box"}))
+        put_domain(s, new_domain("example.com", addusers=False, catchall={"dtype": "user", "name": "box"}))
     assert s.conn.execute("SELECT target FROM catchall_targets").fetchall()[0][0] == f"box@{MAILBOX_DOMAIN}"
     with s.transaction():
-        s.delete_domain("example.com")
+        delete_domain(s, "example.com")
     assert s.conn.execute("SELECT count(*) FROM catchall_targets").fetchone()[0] == 0
+
+
+def test_a_dropped_destination_leaves_addresses_catchalls_and_forwards(s):
+    gone = {"dtype": "public", "name": "Sales"}
+    keep = {"dtype": "user", "name": "john"}
+    with s.transaction():
+        put_address(s, "sales", "*", [gone])
+        put_address(s, "info", "*", [gone, keep])
+        put_domain(s, new_domain("example.com", addusers=False, catchall=gone))
+        put_mailbox(s, {"user": "ann", "forward": [gone], "keepcopy": True})
+        drop_destination(s, gone)
+    assert {a["local"]: a["destinations"] for a in stored_addresses(s)} == {"info": [keep], "postmaster": [
+        {"dtype": "user", "name": "administrator"}]}
+    assert list_domains(s)[0]["catchall"] is None
+    assert s.conn.execute("SELECT count(*) FROM catchall_targets").fetchone()[0] == 0
+    assert get_mailbox(s, "ann")["forward"] is None and get_mailbox(s, "ann")["keepcopy"] is False

@@ -1,4 +1,5 @@
-"""Who may relay through port 25 without AUTH, and the sender/login match on 587/465.
+"""Relay access: who may relay through port 25 without AUTH (the relay networks), and
+the sender/login match on 587/465 (where mail goes next is relayrules.py's).
 
 The networks go into postfix `mynetworks` (main.cf); the sender/login match is
 `reject_sender_login_mismatch` on submission and smtps, with login maps read from the
@@ -8,11 +9,8 @@ state database and the user domain's LDAP at query time (templates/postfix/*send
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
-from typing import Any
 
-# ActionContext.reject: (field, error code, value, message) -> raises ValidationFailed.
-Reject = Callable[..., Any]
+from .errors import Reject
 
 
 def network_problem(text: str) -> tuple[str, str] | None:
