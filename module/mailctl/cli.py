@@ -94,8 +94,9 @@ def status(as_json, **opts):
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
+    click.echo(f"{'CONTAINER':<24} {'STATE':<10} {'HEALTH':<10} RESTARTS")
     for r in rows:
-        click.echo(f"{r.name:<24} {r.state:<10} {r.health}")
+        click.echo(f"{r.name:<24} {r.state:<10} {r.health:<10} {r.restarts}")
     if any(r.health != "healthy" for r in rows):
         sys.exit(1)
 

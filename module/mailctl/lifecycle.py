@@ -27,9 +27,12 @@ class DaemonStatus:
     daemon: str
     state: str
     health: str  # healthy, unhealthy, starting, stopped
+    # times the engine restarted the container after its daemon died (restart policy)
+    restarts: int = 0
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "daemon": self.daemon, "state": self.state, "health": self.health}
+        return {"name": self.name, "daemon": self.daemon, "state": self.state, "health": self.health,
+                "restarts": self.restarts}
 
 
 def prepare(instance: Instance) -> tuple[Store, str, list[str]]:
@@ -78,7 +81,8 @@ def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatu
         if info is None:
             result.append(DaemonStatus(instance.container_name(daemon), daemon, "absent", "stopped"))
             continue
-        result.append(DaemonStatus(info.name, daemon, info.state, daemon_health(engine, stack, daemon, info.state)))
+        result.append(DaemonStatus(info.name, daemon, info.state, daemon_health(engine, stack, daemon, info.state),
+                                   info.restarts))
     return result
 
 

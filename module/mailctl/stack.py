@@ -29,6 +29,9 @@ PORTS: dict[str, tuple[str, int, bool]] = {
 # Start order: what a daemon connects to is started before it.
 DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
 
+# Restart policy of every container (see ContainerSpec.restart_policy).
+RESTART_POLICY = "unless-stopped"
+
 # Secrets files (under the instance's secrets dir) mounted into each daemon at /run/secrets/.
 SECRETS: dict[str, tuple[str, ...]] = {
     "openldap": ("ldap-admin-password",),
@@ -90,6 +93,10 @@ class ContainerSpec:
     reload_command: tuple[str, ...] = ("/usr/local/bin/reload",)
     # (daemon, address) of every daemon on the network, for /etc/hosts; () means DNS
     addresses: tuple[tuple[str, str], ...] = ()
+    # The engine starts the container again whenever its daemon dies (crash, OOM kill,
+    # kill -9), but not after an operator's `stop`/`kill` through the engine, which both
+    # podman and docker record as a wanted stop.
+    restart_policy: str = RESTART_POLICY
 
     def with_addresses(self, addresses: dict[str, str]) -> ContainerSpec:
         """This spec with the daemons' fixed addresses (and the spec hash that covers them)."""

@@ -101,3 +101,9 @@ def test_fixed_addresses_are_part_of_the_spec_hash():
     assert moved.labels["mail.spec-hash"] != first.labels["mail.spec-hash"]
     assert spec.with_addresses({}).labels["mail.spec-hash"] == spec.labels["mail.spec-hash"]
     assert spec.labels.get("mail.daemon") == first.labels["mail.daemon"] == "rspamd"
+
+
+def test_every_container_is_restarted_by_the_engine_after_its_daemon_dies():
+    """unless-stopped: a crash (kill -9, OOM) brings the container back; an operator's
+    stop does not (both engines record it as wanted)."""
+    assert {c.restart_policy for c in build_stack(make(), "mail.example.org").containers} == {"unless-stopped"}

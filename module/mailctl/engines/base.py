@@ -22,6 +22,8 @@ class ContainerInfo:
     labels: dict[str, str] = field(default_factory=dict)
     # host ports this container publishes: (host_ip, host_port)
     ports: list[tuple[str, int]] = field(default_factory=list)
+    # times the engine restarted it after its daemon died, since it was last started by hand
+    restarts: int = 0
 
     @property
     def instance(self) -> str | None:

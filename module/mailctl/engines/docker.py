@@ -68,7 +68,8 @@ class DockerEngine(Engine):
     def list_containers(self, instance: str | None = None) -> list[ContainerInfo]:
         label = f"mail.instance={instance}" if instance else "mail.instance"
         return [
-            ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs))
+            ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs),
+                          restarts=int(c.attrs.get("RestartCount") or 0))
             # A container removed between the listing and its inspection is skipped.
             for c in self.client.containers.list(all=True, filters={"label": label}, ignore_removed=True)
         ]
@@ -91,6 +92,7 @@ class DockerEngine(Engine):
                 network=spec.network,
                 networking_config={spec.network: endpoint},
                 ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits],
+                restart_policy={"Name": spec.restart_policy},
             )
             container.start()
         except APIError as exc:

@@ -104,7 +104,8 @@ class PodmanEngine(Engine):
                 c.reload()
             except NotFound:
                 continue  # removed (by another instance's down) since the listing
-            result.append(ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs)))
+            result.append(ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs),
+                                        restarts=int(c.attrs.get("RestartCount") or 0)))
         return result
 
     def create_and_start(self, spec: ContainerSpec) -> None:
@@ -135,6 +136,7 @@ class PodmanEngine(Engine):
                 networks={spec.network: network},
                 extra_hosts=dict(spec.addresses),
                 ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits],
+                restart_policy={"Name": spec.restart_policy},
                 **self._dns_options(spec.network),
             )
             container.start()
