@@ -1,0 +1,325 @@
+"""Self-healing and zero loss: crashed daemons come back by themselves, a dependency's
+outage defers mail (never loses or bounces it), and mail accepted with 250 while every
+daemon is killed in turn is delivered exactly once.
+
+The instance is this module's own (MAIL_TEST_HEAL_OFFSET, default 20000: every published
+port stays below 32768), removed at the end. A "crash" is a SIGKILL of the container's
+main process from the host, as the kernel's OOM killer or a segfault would end it; an
+outage the test controls is `podman stop` (an operator's stop: the engine leaves it
+stopped until the test starts it again).
+"""
+
+from __future__ import annotations
+
+import email
+import imaplib
+import os
+import random
+import shutil
+import smtplib
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import TEST_OFFSET_DELTA, TEST_PREFIX, Cli, _engine_leftovers
+from protocol import HOST, insecure_tls, message, wait_for
+
+pytestmark = pytest.mark.containers
+
+OFFSET = int(os.environ.get("MAIL_TEST_HEAL_OFFSET", "20000")) + TEST_OFFSET_DELTA
+PASSWORD = "Heal-Pass-4711"
+USERS = ("healann", "healben", "healcid", "healdot")
+BOUNCES = "healbounce"  # the stream's sender: any bounce lands in its mailbox
+DAEMONS = ("dovecot", "rspamd", "clamav", "redis", "openldap", "postfix")
+
+
+@pytest.fixture(scope="module")
+def heal() -> Cli:
+    """A running instance with a few mailboxes in example.org."""
+    name = TEST_PREFIX + "hh1"
+    _engine_leftovers(name)
+    cli = Cli(name, Path(tempfile.mkdtemp(prefix=f"mail-{name}-")), OFFSET)
+    try:
+        r = cli("up", timeout=300)
+        assert r.code == 0, f"mailctl up failed:\n{r.stderr}"
+        cli.run("configure-module", {"hostname": "mail.example.org", "user_domain": "local",
+                                     "mail_domain": "example.org"})
+        for user in (*USERS, BOUNCES):
+            cli.run("add-user", {"user": user, "password": PASSWORD, "display_name": user})
+        yield cli
+    finally:
+        cli("down", "--purge")
+        _engine_leftovers(name)
+        shutil.rmtree(cli.state_dir, ignore_errors=True)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def crash(cli: Cli, daemon: str) -> None:
+    """SIGKILL the container's main process (the whole container dies with it)."""
+    pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", f"{cli.instance}-{daemon}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert pid not in ("", "0"), f"{daemon} is not running"
+    os.kill(int(pid), 9)
+
+
+def podman(*args: str) -> None:
+    subprocess.run(["podman", *args], check=True, capture_output=True)
+
+
+def status(cli: Cli) -> dict[str, dict]:
+    r = cli("status", "--json")
+    return {row["daemon"]: row for row in r.json()}
+
+
+def all_healthy(cli: Cli) -> dict[str, dict] | None:
+    rows = status(cli)
+    return rows if all(row["health"] == "healthy" for row in rows.values()) else None
+
+
+def smtp_send(cli: Cli, msg) -> tuple[int, str]:
+    """Send `msg` on port 25; (250, id) or the refusal's (code, text)."""
+    try:
+        with smtplib.SMTP(HOST, cli.port(25), timeout=60) as s:
+            s.ehlo("client.example.net")
+            s.send_message(msg)
+        return 250, ""
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, text = next(iter(exc.recipients.values()))
+        return code, text.decode(errors="replace")
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code, exc.smtp_error.decode(errors="replace")
+
+
+def message_ids(cli: Cli, user: str) -> Counter:
+    """Message-IDs of every message in `user`'s INBOX and Junk (IMAPS), with their counts."""
+    ids: Counter = Counter()
+    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=30)
+    try:
+        conn.login(user, PASSWORD)
+        for folder in ("INBOX", "Junk"):
+            typ, count = conn.select(folder, readonly=True)
+            if typ != "OK" or count[0] in (b"0", None):
+                continue
+            _, data = conn.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            for item in data:
+                if isinstance(item, tuple):
+                    ids[email.message_from_bytes(item[1])["Message-ID"]] += 1
+    finally:
+        conn.logout()
+    return ids
+
+
+def copies(cli: Cli, user: str, message_id: str) -> int:
+    """How many copies of `message_id` `user` has; 0 while IMAP does not answer yet."""
+    try:
+        return message_ids(cli, user)[message_id]
+    except (OSError, imaplib.IMAP4.error):
+        return 0
+
+
+def bounced_ids(cli: Cli) -> dict[str, str]:
+    """Message-ID -> reason, from the delivery status notifications in BOUNCES' mailbox."""
+    found = {}
+    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=30)
+    try:
+        conn.login(BOUNCES, PASSWORD)
+        conn.select("INBOX", readonly=True)
+        _, nums = conn.search(None, "ALL")
+        for num in nums[0].split():
+            _, data = conn.fetch(num, "(RFC822)")
+            dsn = email.message_from_bytes(data[0][1])
+            reason, original = "", None
+            for part in dsn.walk():
+                if part.get_content_type() == "message/delivery-status":
+                    reason = " ".join(str(p.get("Diagnostic-Code", "")) for p in part.get_payload())
+                elif part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+                    payload = part.get_payload()
+                    inner = payload[0] if isinstance(payload, list) else email.message_from_string(payload)
+                    original = inner["Message-ID"]
+            if original:
+                found[original] = reason
+    finally:
+        conn.logout()
+    return found
+
+
+def queue_size(cli: Cli) -> int:
+    out = cli.exec("postfix", "postqueue", "-j")
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+# ---- a crashed daemon comes back ------------------------------------------------------
+
+
+def test_a_crashed_daemon_comes_back_by_itself_and_status_counts_the_restart(heal):
+    before = status(heal)["dovecot"]["restarts"]
+    crash(heal, "dovecot")
+    rows = wait_for(lambda: all_healthy(heal), "every daemon healthy after dovecot was killed", timeout=60)
+    assert rows["dovecot"]["restarts"] == before + 1, rows["dovecot"]
+    assert rows["dovecot"]["state"] == "running"
+    text = heal("status")
+    assert text.code == 0 and "RESTARTS" in text.stdout
+    line = next(line for line in text.stdout.splitlines() if line.startswith(f"{heal.instance}-dovecot"))
+    assert line.split()[-1] == str(before + 1), line
+
+
+# ---- dependency faults defer, never lose or bounce ------------------------------------
+
+
+def test_ldap_down_defers_at_rcpt_and_mail_flows_when_it_is_back(heal):
+    podman("stop", "-t", "2", f"{heal.instance}-openldap")
+    try:
+        msg = message("someone@example.net", f"{USERS[0]}@example.org", "ldap down")
+        code, text = smtp_send(heal, msg)
+        assert 400 <= code < 500, (code, text)
+    finally:
+        podman("start", f"{heal.instance}-openldap")
+    wait_for(lambda: all_healthy(heal), "openldap healthy again", timeout=60)
+    assert wait_for(lambda: smtp_send(heal, msg)[0] == 250, "the same message accepted once LDAP is back")
+    wait_for(lambda: copies(heal, USERS[0], msg["Message-ID"]) == 1, "delivery after LDAP came back")
+
+
+def test_clamav_down_defers_instead_of_passing_mail_unscanned(heal):
+    podman("stop", "-t", "2", f"{heal.instance}-clamav")
+    try:
+        msg = message("someone@example.net", f"{USERS[1]}@example.org", "clamav down")
+        code, text = smtp_send(heal, msg)
+        assert (code, text[:5]) == (451, "4.7.1"), (code, text)
+    finally:
+        podman("start", f"{heal.instance}-clamav")
+    wait_for(lambda: all_healthy(heal), "clamav healthy again", timeout=60)
+    assert wait_for(lambda: smtp_send(heal, msg)[0] == 250, "the same message accepted once ClamAV is back")
+    wait_for(lambda: copies(heal, USERS[1], msg["Message-ID"]) == 1, "delivery after ClamAV came back")
+
+
+def test_redis_down_mail_still_flows_and_status_reports_it(heal):
+    podman("stop", "-t", "2", f"{heal.instance}-redis")
+    try:
+        msg = message("someone@example.net", f"{USERS[2]}@example.org", "redis down")
+        assert smtp_send(heal, msg) == (250, "")
+        wait_for(lambda: copies(heal, USERS[2], msg["Message-ID"]) == 1, "delivery while redis is down")
+        rows = status(heal)
+        assert rows["redis"]["health"] == "stopped", rows["redis"]
+        assert heal("status").code == 1, "status must fail while a daemon is down"
+    finally:
+        podman("start", f"{heal.instance}-redis")
+    wait_for(lambda: all_healthy(heal), "redis healthy again", timeout=60)
+
+
+def test_dovecot_down_queues_mail_and_it_is_delivered_seconds_after_dovecot_is_back(heal):
+    """Not at postfix's next queue run (5 min): depwatch flushes the queue once LMTP answers."""
+    podman("stop", "-t", "2", f"{heal.instance}-dovecot")
+    try:
+        msg = message("someone@example.net", f"{USERS[3]}@example.org", "dovecot down")
+        assert smtp_send(heal, msg) == (250, "")
+        wait_for(lambda: "deferred" in heal.exec("postfix", "postqueue", "-j"), "the message deferred", timeout=30)
+    finally:
+        podman("start", f"{heal.instance}-dovecot")
+    started = time.monotonic()
+    wait_for(lambda: copies(heal, USERS[3], msg["Message-ID"]) == 1, "delivery after dovecot came back",
+             timeout=60)
+    print(f"\ndelivered {time.monotonic() - started:.1f} s after dovecot was started again")
+    assert "depwatch: flushing the deferred queue" in subprocess.run(
+        ["podman", "logs", f"{heal.instance}-postfix"], capture_output=True, text=True).stdout
+
+
+# ---- the kill test --------------------------------------------------------------------
+
+STREAM = int(os.environ.get("MAIL_TEST_KILL_MESSAGES", "300"))
+SESSIONS = 10
+
+
+class Stream:
+    """SESSIONS threads send STREAM messages to USERS, paced over `seconds`. A refused or
+    interrupted message is sent again (same Message-ID) as a sending MTA would, until 250
+    or the deadline."""
+
+    def __init__(self, cli: Cli, seconds: float):
+        self.cli, self.seconds = cli, seconds
+        self.accepted: dict[str, str] = {}  # Message-ID -> recipient
+        self.refused: Counter = Counter()  # reply code of each refused attempt
+        self.retried = 0
+        self.given_up: list[str] = []
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._session, args=(n,)) for n in range(SESSIONS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _session(self, n: int) -> None:
+        start = time.monotonic()
+        mine = range(n, STREAM, SESSIONS)
+        for i, seq in enumerate(mine):
+            time.sleep(max(0.0, start + i * self.seconds / len(mine) - time.monotonic()))
+            to = f"{USERS[seq % len(USERS)]}@example.org"
+            msg = message(f"{BOUNCES}@example.org", to, f"stream {seq}")
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    code, _ = smtp_send(self.cli, msg)
+                except (OSError, smtplib.SMTPException):
+                    code = 0  # connection refused or lost: postfix is restarting
+                if code == 250:
+                    with self.lock:
+                        self.accepted[msg["Message-ID"]] = to.split("@")[0]
+                    break
+                with self.lock:
+                    self.refused[code] += 1
+                    self.retried += 1
+                if code >= 500 or time.monotonic() > deadline:
+                    with self.lock:
+                        self.given_up.append(f"{msg['Message-ID']}: {code}")
+                    break
+                time.sleep(1)
+
+
+def test_kill_every_daemon_during_a_stream_loses_and_duplicates_nothing(heal):
+    wait_for(lambda: all_healthy(heal), "a healthy instance", timeout=60)
+    before = {d: row["restarts"] for d, row in status(heal).items()}
+    stream = Stream(heal, seconds=60)
+    sender = threading.Thread(target=stream.run)
+    sender.start()
+    killed = []
+    for daemon in DAEMONS:  # one after another, each once it is back
+        time.sleep(random.uniform(3, 6))
+        crash(heal, daemon)
+        killed.append(daemon)
+        wait_for(lambda d=daemon: status(heal)[d]["health"] == "healthy", f"{daemon} back after kill -9",
+                 timeout=90)
+    sender.join()
+
+    # Nothing but time: every daemon must be healthy and the queue must drain.
+    rows = wait_for(lambda: all_healthy(heal), "every daemon healthy after the kills", timeout=90)
+    restarts = {d: rows[d]["restarts"] - before[d] for d in DAEMONS}
+    assert all(restarts[d] >= 1 for d in killed), restarts
+
+    def settled():
+        delivered = Counter()
+        for user in USERS:
+            delivered.update(message_ids(heal, user))
+        missing = [mid for mid in stream.accepted if delivered[mid] == 0]
+        return (delivered, missing) if not missing or queue_size(heal) == 0 and missing else None
+
+    delivered, missing = wait_for(settled, "the queue to drain", timeout=180)
+    bounced = bounced_ids(heal)
+    lost = [mid for mid in missing if mid not in bounced]
+    duplicated = {mid: n for mid, n in delivered.items() if mid in stream.accepted and n > 1}
+    print(f"\nkill test: {STREAM} messages in {SESSIONS} sessions, killed {', '.join(killed)}"
+          f"\n  accepted (250): {len(stream.accepted)}, refused attempts retried: {stream.retried}"
+          f" {dict(stream.refused)}, given up: {len(stream.given_up)}"
+          f"\n  delivered once: {sum(1 for mid in stream.accepted if delivered[mid] == 1)},"
+          f" bounced: {len([m for m in missing if m in bounced])}, lost: {len(lost)},"
+          f" duplicated: {len(duplicated)}\n  restarts: {restarts}")
+    assert not lost, f"accepted but neither delivered nor bounced: {lost[:5]}"
+    assert not duplicated, f"delivered more than once: {list(duplicated.items())[:5]}"
+    assert all(bounced.get(mid) for mid in missing), "a bounce without a reason"
+    assert not stream.given_up, stream.given_up[:5]
