@@ -10,6 +10,7 @@ killed half-way is repaired by the next action (`recover`).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from .render import ConfigTree
 from .settings import Instance
 from .stack import DAEMONS
 from .state import Store
+
+log = logging.getLogger(__name__)
 
 # Daemons that cannot reload their configuration live: their container restarts.
 RESTART_ON_CHANGE = ("redis", "openldap")
@@ -121,8 +124,10 @@ class Applier:
             for daemon in change.reloaded:
                 try:
                     self.reload_daemon(daemon)
-                except MailError:
-                    pass  # best effort: the files are back, the next reload picks them up
+                except MailError as exc:
+                    # The files are back and the next reload picks them up; until then the
+                    # daemon runs the configuration of the failed action: say so.
+                    log.error("undo: %s still runs the new configuration, its reload failed: %s", daemon, exc)
         else:
             shutil.rmtree(change.staging, ignore_errors=True)
         self.marker.unlink(missing_ok=True)

@@ -366,11 +366,35 @@ def _helper_image(instance: Instance, engine: Engine) -> str:
     return instance.image("redis")
 
 
+def work_root(instance: Instance) -> Path:
+    """Where the instance's exports, imports and clones unpack: <state root>/.work/<instance>."""
+    return instance.state_root / ".work" / instance.name
+
+
+def clean_stale_workdirs(instance: Instance) -> list[Path]:
+    """Remove the scratch directories a killed export, import or clone left behind.
+
+    Only called with the instance's action lock held: no live process of this instance
+    uses them then. Returns what was removed.
+    """
+    root = work_root(instance)
+    stale = sorted(root.iterdir()) if root.is_dir() else []
+    for path in stale:
+        _remove(path)
+    return stale
+
+
 @contextmanager
 def _workdir(instance: Instance, what: str) -> Iterator[Path]:
-    """A private (0700) scratch directory beside the instance's state: same filesystem."""
-    instance.state_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{what}-{instance.name}-", dir=instance.state_root))
+    """A private (0700) scratch directory beside the instance's state: same filesystem.
+
+    A process killed while it works here cannot remove it: the next export, import or
+    clone of the instance does (the caller holds the instance's lock).
+    """
+    root = work_root(instance)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    clean_stale_workdirs(instance)
+    work = Path(tempfile.mkdtemp(prefix=f"{what}-", dir=root))
     try:
         yield work
     finally:

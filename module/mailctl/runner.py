@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ from .settings import Instance
 from .state import Store
 
 Progress = Callable[[int], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -158,6 +161,21 @@ def run_action(instance: Instance, action: str, data: Any = None, progress: Prog
             store.close()
 
 
+def undo_steps(action: str, steps: list[Callable[[], None]]) -> list[str]:
+    """Run an action's undo steps, newest first. One that fails does not stop the others
+    and is logged (stderr; the agent keeps it with the task), since what it should have
+    put back is now left to the administrator. Returns the failures, for tests."""
+    failures = []
+    for step in reversed(steps):
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - keep undoing the rest; the action's error is raised
+            name = getattr(step, "__qualname__", None) or repr(step)
+            failures.append(f"{name}: {exc}")
+            log.error("%s: undo step %s failed, not undone: %s", action, name, exc)
+    return failures
+
+
 def _run_locked(instance, store, handler, action, data, progress) -> Any:
     applier = Applier(instance)
     applier.recover(store)  # repair what a killed action may have left
@@ -185,11 +203,7 @@ def _run_locked(instance, store, handler, action, data, progress) -> Any:
         store.conn.execute("ROLLBACK")
         if change is not None:
             applier.undo(change)
-        for step in reversed(ctx.undo):
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - keep undoing the rest; the first error is raised
-                pass
+        undo_steps(action, ctx.undo)
         raise
     if change is not None:
         applier.finish(change)

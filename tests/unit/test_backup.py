@@ -152,3 +152,20 @@ def test_has_data_means_configured_or_with_domains(tmp_path):
     store.conn.execute("DELETE FROM domains")
     store.set("configured", True)
     assert backup.has_data(store)
+
+
+def test_a_killed_import_leaves_its_work_dir_to_the_next_one(tmp_path):
+    """_workdir cannot clean up after SIGKILL; the next export/import/clone of the same
+    instance (same lock) does, and never touches another instance's directories."""
+    from mailctl.settings import Instance
+
+    mine, other = Instance("i1", state_root=tmp_path), Instance("i1-b", state_root=tmp_path)
+    stale = backup.work_root(mine) / "import-killed"
+    (stale / "volumes").mkdir(parents=True)
+    (stale / "volumes/vmail.tar").write_bytes(b"x" * 10)
+    others = backup.work_root(other) / "import-running"
+    others.mkdir(parents=True)
+    with backup._workdir(mine, "import") as work:
+        assert not stale.exists() and work.parent == backup.work_root(mine)
+        assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    assert not work.exists() and others.is_dir()
