@@ -72,35 +72,18 @@ class Agent:
         self._publish(task_id, {"progress": 0, "status": "running", "action": action})
         code, out, err = self._execute(task_id, action, task.get("data"))
         self._store(task_id, code, out, err)
-        status = "completed" if code == 0 else ("validation-failed" if code == 10 else "aborted")
+        status = ns8_status(code)
         self._publish(task_id, {"progress": 100, "status": status, "exit_code": code})
         self.log(f"agent: task {task_id}: exit {code}")
 
     def _execute(self, task_id: str, action: str, data) -> tuple[int, str, str]:
-        """Run the action in a child `mailctl run`, relaying its progress lines."""
-        read_fd, write_fd = os.pipe()
-        env = {**os.environ, "MAIL_INSTANCE": self.instance.name, "MAIL_STATE_DIR": str(self.instance.state_root),
-               "MAIL_BIND": self.instance.bind, "MAIL_PORT_OFFSET": str(self.instance.port_offset),
-               "MAIL_ENGINE": self.instance.engine, "MAIL_PROGRESS_FD": str(write_fd)}
-        child = subprocess.Popen(
-            [sys.executable, "-m", "mailctl", "run", action, "--data", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=env, pass_fds=(write_fd,),
-        )
-        os.close(write_fd)
-        relay = threading.Thread(target=self._relay_progress, args=(task_id, read_fd), daemon=True)
-        relay.start()
-        out, err = child.communicate(json.dumps(data if data is not None else ""))
-        relay.join(timeout=5)
-        return child.returncode, out, err
+        def relay(message: dict) -> None:
+            try:
+                self._publish(task_id, {**message, "status": "running"})
+            except redis.RedisError:
+                pass  # progress is informative; never let it break a task
 
-    def _relay_progress(self, task_id: str, fd: int) -> None:
-        with os.fdopen(fd) as lines:
-            for line in lines:
-                try:
-                    self._publish(task_id, {**json.loads(line), "status": "running"})
-                except (ValueError, redis.RedisError):
-                    pass  # progress is informative; never let it break a task
+        return run_child(self.instance, action, data, relay)
 
     @_reconnect
     def _publish(self, task_id: str, message: dict) -> None:
@@ -109,10 +92,54 @@ class Agent:
     @_reconnect
     def _store(self, task_id: str, code: int, output: str, error: str) -> None:
         key = f"task/{self.prefix}/{task_id}"
-        result = {"output": output.strip(), "error": error.strip(), "exit_code": str(code)}
+        result = result_record(code, output, error)
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping=result)
             pipe.expire(key, RESULT_TTL)
             for name, value in result.items():
                 pipe.set(f"{key}/{name}", value, ex=RESULT_TTL)
             pipe.execute()
+
+
+def ns8_status(exit_code: int) -> str:
+    """The NS8 status word of a finished task."""
+    return "completed" if exit_code == 0 else ("validation-failed" if exit_code == 10 else "aborted")
+
+
+def result_record(exit_code: int, output: str, error: str) -> dict[str, str]:
+    """A finished task's result as stored in Redis: stdout, stderr and exit code, as strings."""
+    return {"output": output.strip(), "error": error.strip(), "exit_code": str(exit_code)}
+
+
+def run_child(instance: Instance, action: str, data, on_progress: Callable[[dict], None]) -> tuple[int, str, str]:
+    """Run one action in a child `mailctl run` (the CLI's very code path, lock included).
+
+    Returns (exit code, stdout, stderr); each progress line the child writes
+    (`{"progress": N}`) is handed to `on_progress` as it comes.
+    """
+    read_fd, write_fd = os.pipe()
+    env = {**os.environ, "MAIL_INSTANCE": instance.name, "MAIL_STATE_DIR": str(instance.state_root),
+           "MAIL_BIND": instance.bind, "MAIL_PORT_OFFSET": str(instance.port_offset),
+           "MAIL_ENGINE": instance.engine, "MAIL_PROGRESS_FD": str(write_fd)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mailctl", "run", action, "--data", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, pass_fds=(write_fd,),
+    )
+    os.close(write_fd)
+    relay = threading.Thread(target=_relay_progress, args=(read_fd, on_progress), daemon=True)
+    relay.start()
+    out, err = child.communicate(json.dumps(data if data is not None else ""))
+    relay.join(timeout=5)
+    return child.returncode, out, err
+
+
+def _relay_progress(fd: int, on_progress: Callable[[dict], None]) -> None:
+    with os.fdopen(fd) as lines:
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                on_progress(message)

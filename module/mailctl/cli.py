@@ -252,3 +252,35 @@ def remove_module(name, state_dir):
         moduleimage.remove(instance, progress=lambda m: click.echo(f"  {m}", err=True))
     except MailError as exc:
         _fail(exc)
+
+
+@main.command()
+@_instance_options
+@click.option("--port", type=int, default=None,
+              help="HTTPS port (default 9443 plus the port offset).")
+def serve(port, **opts):
+    """Serve the admin UI and HTTP API over HTTPS (with the instance's certificate)."""
+    from .web.server import default_port
+    from .web.server import serve as serve_https
+
+    instance = _make_instance(**opts)
+    host = instance.bind or "0.0.0.0"
+    try:
+        serve_https(instance, host, port or default_port(instance))
+    except MailError as exc:
+        _fail(exc)
+
+
+@main.command(name="admin-password")
+@_instance_options
+@click.option("--reset", is_flag=True, help="Make a new random password (the old one stops working).")
+def admin_password(reset, **opts):
+    """Print the password of the web UI's `admin` account."""
+    from .runner import instance_lock
+    from .secrets import ADMIN_PASSWORD, ensure_secrets, read_secret, reset_admin_password
+
+    instance = _make_instance(**opts)
+    with instance_lock(instance):
+        ensure_secrets(instance)
+        password = reset_admin_password(instance) if reset else read_secret(instance, ADMIN_PASSWORD)
+    click.echo(password.strip())

@@ -32,6 +32,7 @@ class Directory:
 
     def __init__(self, conf: dict[str, Any], url: str, bind_dn: str = "", password: str = ""):
         self.conf = conf
+        self.url = url
         self.base = conf["base_dn"]
         self.schema = LDAP_SCHEMAS[conf["schema"]]
         try:

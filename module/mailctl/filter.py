@@ -11,6 +11,7 @@ import ipaddress
 from typing import Any
 
 from .settings import Instance
+from .stack import WEB_PORT
 from .state import DEFAULT_SETTINGS, Store
 
 # Installed memory a host should have for ClamAV's official signatures (MiB): the
@@ -52,11 +53,12 @@ def apply_filter_change(ctx, data: dict[str, Any]) -> None:
 
 
 def rspamd_url(instance: Instance, hostname: str) -> str:
-    """The Rspamd web UI: its published port on the bind address (the host name when all)."""
+    """The Rspamd web UI, through the admin UI's proxy (`mailctl serve`, /rspamd/), on the
+    bind address (the host name when all)."""
     host = instance.bind if instance.bind not in ("", "0.0.0.0", "::") else hostname
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{instance.host_port(11334)}/"
+    return f"https://{host}:{instance.host_port(WEB_PORT)}/rspamd/"
 
 
 def host_memory_mib() -> float:

@@ -100,3 +100,37 @@ def load_validator(action: str, kind: Kind) -> Draft7Validator:
 def describe(action: str) -> str:
     """The one-line description of an action (from its validate-input.json)."""
     return str(_read(schema_path(action, "input")).get("description", "")).strip()
+
+
+# Keys that only make sense at the top of a schema file, dropped where a file is inlined.
+_FILE_KEYS = ("$schema", "$id")
+
+
+@cache
+def resolved_schema(action: str, kind: Kind) -> dict[str, Any]:
+    """The action's schema with every `$ref` replaced by what it points at.
+
+    For clients that cannot follow file references (a browser, an OpenAPI document).
+    Draft 7 ignores the siblings of a `$ref`, so the reference replaces its whole object.
+    """
+    path = schema_path(action, kind)
+    resolver = _registry().resolver(base_uri=path.resolve().as_uri())
+    schema = _inline(_read(path), resolver, depth=0)
+    return {k: v for k, v in schema.items() if k not in _FILE_KEYS}
+
+
+_MAX_REF_DEPTH = 32  # the action schemas have no recursive definitions; stop a cycle anyway
+
+
+def _inline(node: Any, resolver: Any, depth: int) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, resolver, depth) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if isinstance(node.get("$ref"), str):
+        if depth >= _MAX_REF_DEPTH:
+            raise ValueError(f"$ref nested more than {_MAX_REF_DEPTH} deep: {node['$ref']}")
+        resolved = resolver.lookup(node["$ref"])
+        target = _inline(resolved.contents, resolved.resolver, depth + 1)
+        return {k: v for k, v in target.items() if k not in _FILE_KEYS} if isinstance(target, dict) else target
+    return {key: _inline(value, resolver, depth) for key, value in node.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets as _random
 from pathlib import Path
@@ -44,12 +45,26 @@ def read_secret(instance: Instance, name: str) -> str:
     return (instance.secrets_dir / name).read_text()
 
 
+# The bootstrap `admin` account of the web UI (mailctl.web.auth): its password, and its hash.
+ADMIN_PASSWORD = "web-admin-password"
+ADMIN_PASSWORD_HASH = "web-admin-password.hash"
+
+
+def reset_admin_password(instance: Instance) -> str:
+    """Give the web `admin` account a new random password and return it."""
+    password = _random.token_urlsafe(15)
+    write_secret(instance.secrets_dir / ADMIN_PASSWORD_HASH, scrypt_hash(password))
+    write_secret(instance.secrets_dir / ADMIN_PASSWORD, password)
+    return password
+
+
 def ensure_secrets(instance: Instance) -> None:
     """Create every secret file a container mounts, generating passwords once."""
     generated = {
         "ldap-admin-password": lambda: _random.token_urlsafe(24),
         "rspamd-admin-password": lambda: _random.token_urlsafe(18),
         "vmail-master-password": lambda: _random.token_urlsafe(18),
+        ADMIN_PASSWORD: lambda: _random.token_urlsafe(15),
     }
     for name, make in generated.items():
         if not (instance.secrets_dir / name).exists():
@@ -59,6 +74,10 @@ def ensure_secrets(instance: Instance) -> None:
         password = read_secret(instance, "rspamd-admin-password")
         write_secret(controller, f'bind_socket = "*:11334";\npassword = "{password}";\n'
                                  f'enable_password = "{password}";\n')
+    # The web `admin` account is checked against a scrypt hash; the clear text is kept only
+    # so that `mailctl admin-password` can print it to root.
+    if not (instance.secrets_dir / ADMIN_PASSWORD_HASH).exists():
+        write_secret(instance.secrets_dir / ADMIN_PASSWORD_HASH, scrypt_hash(read_secret(instance, ADMIN_PASSWORD)))
     # The built-in master user "vmail" (reveal-master-credentials), a dovecot passwd-file.
     masters = instance.secrets_dir / "dovecot-master-users"
     if not masters.exists() or masters.stat().st_size == 0:
@@ -77,3 +96,29 @@ def ssha512(password: str) -> str:
     salt = _random.token_bytes(16)
     digest = hashlib.sha512(password.encode() + salt).digest()
     return "{SSHA512}" + base64.b64encode(digest + salt).decode()
+
+
+# scrypt cost: about 50 ms and 16 MiB per check, cheap for a login, dear for a guesser.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def scrypt_hash(password: str) -> str:
+    """`scrypt$n$r$p$salt$digest` (base64 parts) of `password`, with a random salt."""
+    salt = _random.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def scrypt_verify(password: str, stored: str) -> bool:
+    """True if `password` matches a hash made by scrypt_hash (constant-time comparison)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.strip().split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=len(expected),
+                                n=int(n), r=int(r), p=int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)

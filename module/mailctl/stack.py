@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 
 from .hostcheck import container_ulimits
@@ -25,6 +26,17 @@ PORTS: dict[str, tuple[str, int, bool]] = {
     "sieve": ("dovecot", 4190, False),
     "rspamd": ("rspamd", 11334, False),
 }
+# Rspamd's web UI is reached through `mailctl serve` at /rspamd/ (behind its login);
+# MAIL_PUBLISH_RSPAMD=1 publishes the controller port on the host as well, the old way.
+UNPUBLISHED_BY_DEFAULT = ("rspamd",)
+# The admin UI and HTTP API (`mailctl serve`, a host process), plus the port offset.
+WEB_PORT = 9443
+
+
+def published_port_names() -> tuple[str, ...]:
+    """The names in PORTS that the instance publishes on the host."""
+    publish_rspamd = os.environ.get("MAIL_PUBLISH_RSPAMD") == "1"
+    return tuple(name for name in PORTS if name not in UNPUBLISHED_BY_DEFAULT or publish_rspamd)
 
 # Start order: what a daemon connects to is started before it.
 DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
@@ -131,6 +143,7 @@ def build_stack(instance: Instance, hostname: str) -> Stack:
     base_labels = {"mail.instance": instance.name}
     containers = []
     volumes = []
+    published = published_port_names()
     for daemon in DAEMONS:
         mounts = [
             Mount(str(instance.config_dir), "/config", read_only=True),
@@ -149,7 +162,7 @@ def build_stack(instance: Instance, hostname: str) -> Stack:
         ports = tuple(
             PortBinding(name, cport, instance.bind, instance.host_port(cport), tls)
             for name, (owner, cport, tls) in PORTS.items()
-            if owner == daemon
+            if owner == daemon and name in published
         )
         spec = ContainerSpec(
             daemon=daemon,

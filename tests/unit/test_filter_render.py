@@ -148,8 +148,10 @@ def test_bypass_rules_change_rspamd_only(tmp_path):
     assert tree.changed_daemons(tree.stage(render_context(s)), DAEMONS) == ["rspamd"]
 
 
-def test_rspamd_url_uses_the_bind_address_and_offset(tmp_path):
+def test_rspamd_url_is_the_admin_ui_proxy_on_the_bind_address_and_offset(tmp_path):
     assert flt.rspamd_url(Instance("u1", state_root=tmp_path, bind="127.0.0.1", port_offset=100),
-                          "mail.example.org") == "http://127.0.0.1:11434/"
-    assert flt.rspamd_url(Instance("u1", state_root=tmp_path), "mail.example.org") == "http://mail.example.org:11334/"
-    assert flt.rspamd_url(Instance("u1", state_root=tmp_path, bind="::1"), "x.example.org") == "http://[::1]:11334/"
+                          "mail.example.org") == "https://127.0.0.1:9543/rspamd/"
+    assert flt.rspamd_url(Instance("u1", state_root=tmp_path), "mail.example.org") == \
+        "https://mail.example.org:9443/rspamd/"
+    assert flt.rspamd_url(Instance("u1", state_root=tmp_path, bind="::1"), "x.example.org") == \
+        "https://[::1]:9443/rspamd/"

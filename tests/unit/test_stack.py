@@ -26,10 +26,18 @@ def test_every_daemon_has_one_container_named_after_the_instance():
 def test_ports_follow_offset_and_bind():
     stack = build_stack(make(port_offset=20000, bind="127.0.0.1"), "mail.example.org")
     published = {p.name: (p.host_ip, p.host_port, p.container_port) for c in stack.containers for p in c.ports}
-    assert set(published) == set(PORTS)
+    assert set(published) == set(PORTS) - {"rspamd"}  # Rspamd's UI is reached through `mailctl serve`
     assert published["smtp"] == ("127.0.0.1", 20025, 25)
     assert published["sieve"] == ("127.0.0.1", 24190, 4190)
     assert published["imaps"][1] == 20993
+
+
+def test_rspamd_controller_published_only_on_request(monkeypatch):
+    monkeypatch.setenv("MAIL_PUBLISH_RSPAMD", "1")
+    stack = build_stack(make(port_offset=100), "mail.example.org")
+    assert [(p.container_port, p.host_port) for p in stack.container("rspamd").ports] == [(11334, 11434)]
+    monkeypatch.delenv("MAIL_PUBLISH_RSPAMD")
+    assert build_stack(make(port_offset=100), "mail.example.org").container("rspamd").ports == ()
 
 
 def test_volumes_are_per_instance_and_mounted_once():
