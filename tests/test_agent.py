@@ -11,7 +11,9 @@ import uuid
 
 import pytest
 import redis
-from conftest import MAILCTL, TEST_INSTANCE
+from conftest import MAILCTL, TEST_INSTANCE, TEST_PREFIX
+
+INSTANCE = TEST_PREFIX + TEST_INSTANCE  # the name the `mail` fixture gives the shared instance
 
 pytestmark = pytest.mark.containers
 
@@ -47,13 +49,13 @@ def queue(mail, tmp_path):
     state["server"].wait(10)
 
 
-def push(client: redis.Redis, action: str, data, instance: str = TEST_INSTANCE) -> str:
+def push(client: redis.Redis, action: str, data, instance: str = INSTANCE) -> str:
     task_id = str(uuid.uuid4())
     client.lpush(f"module/{instance}/tasks", json.dumps({"id": task_id, "action": action, "data": data}))
     return task_id
 
 
-def result(client: redis.Redis, task_id: str, timeout: float = 120, instance: str = TEST_INSTANCE) -> dict:
+def result(client: redis.Redis, task_id: str, timeout: float = 120, instance: str = INSTANCE) -> dict:
     key = f"task/module/{instance}/{task_id}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
