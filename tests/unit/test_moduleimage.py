@@ -37,9 +37,11 @@ def test_units_run_the_installed_runtime(tmp_path):
     instance = Instance(name="m7", state_root=tmp_path)
     mailctl, env = root / "venv/bin/mailctl", root / "env"
     names = _write_units(instance, root, tmp_path / "units", mailctl, env)
-    assert names == ["mailctl-m7.service", "mailctl-m7-agent.service"]
+    assert names == ["mailctl-m7.service", "mailctl-m7-agent.service", "mailctl-m7-web.service"]
     main = (tmp_path / "units/mailctl-m7.service").read_text()
     agent = (tmp_path / "units/mailctl-m7-agent.service").read_text()
     assert f"ExecStart={mailctl} up" in main and f"ExecStop={mailctl} down" in main
     assert f"EnvironmentFile={env}" in main and f"EnvironmentFile={env}" in agent
     assert "Requires=mailctl-m7.service" in agent and "%i" not in main + agent
+    web = (tmp_path / "units/mailctl-m7-web.service").read_text()
+    assert f"ExecStart={mailctl} serve" in web and "Wants=mailctl-m7.service" in web and "%i" not in web
