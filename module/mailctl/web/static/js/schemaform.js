@@ -16,6 +16,7 @@
  *   choices   {path: [value | {value, label}]} a select instead of a text input
  *   suggest   {path: [value]} a datalist of suggestions
  *   order     [keys] first in this order at the top level
+ *   showIf    {path: values => bool} shown only while true (e.g. a limit only with "custom")
  */
 import { h, humanize, slug } from './dom.js';
 
@@ -111,6 +112,24 @@ export class SchemaForm {
     const root = this.renderObject('', flatten(schema), this.values0, true);
     this.getRoot = root.get;
     this.element = h('div', { class: 'schema-form', id: this.id }, this.formError, root.body);
+    if (options.showIf) {
+      const update = () => this.applyShowIf();
+      this.element.addEventListener('change', update);
+      this.element.addEventListener('click', (e) => { if (e.target.closest('button')) setTimeout(update, 0); });
+      update();
+    }
+  }
+
+  /** Show or hide the fields of the showIf option (list paths with * apply to every row). */
+  applyShowIf() {
+    const values = this.values();
+    for (const [path, test] of Object.entries(this.options.showIf)) {
+      for (const [wrapperPath, wrapper] of this.wrappers) {
+        if (pattern(wrapperPath) !== path) continue;
+        const row = wrapperPath.split('.').slice(0, path.split('.').indexOf('*') + 1).join('.');
+        wrapper.hidden = !test(values, path.includes('*') ? getPath(values, row) : undefined);
+      }
+    }
   }
 
   opt(name, path) {

@@ -34,6 +34,7 @@ async function addressForm(ctx, domains, existing) {
       ...destinationLabels('destinations.*'),
     },
     choices: { domain: domains },
+    showIf: { domain: (v) => v.atype === 'domain' },
     readonly: existing ? ['local', 'atype', 'domain'] : [],
     omit: ['destinations.*.ui_name'],
     itemLabels: { destinations: 'destination' },

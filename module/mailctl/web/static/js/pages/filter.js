@@ -47,6 +47,7 @@ export async function render(ctx) {
         title: 'Antispam and antivirus', action: 'set-filter-configuration',
         values: { antispam: config.antispam, antivirus: config.antivirus },
         omit: ['antispam.rspamd_url', 'antivirus.memory_info'],
+        showIf: { 'antispam.greylist.threshold': (v) => v.antispam?.greylist?.enabled, 'antispam.rbl.lists': (v) => v.antispam?.rbl?.enabled },
         labels: {
           antispam: 'Antispam', 'antispam.enabled': 'Antispam enabled',
           'antispam.spam_flag_threshold': 'Spam flag threshold', 'antispam.deny_message_threshold': 'Deny message spam threshold',

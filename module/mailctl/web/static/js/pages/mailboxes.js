@@ -30,6 +30,7 @@ async function mailboxForm(ctx, box) {
       ...destinationLabels('forward.destinations.*'),
     },
     hints: { 'quota.limit': '0 means no limit. Without a custom quota the default applies.' },
+    showIf: { 'quota.limit': (v) => v.quota?.custom === true, 'spam_retention.value': (v) => v.spam_retention?.custom === true },
     itemLabels: { 'forward.destinations': 'destination' },
     suggest: { 'forward.destinations.*.name': names },
     transform: (v) => {
@@ -67,7 +68,7 @@ async function publicForm(ctx, existing) {
       'acls.*.rights.rtype=ro': 'Read only', 'acls.*.rights.rtype=rw': 'Read and write', 'acls.*.rights.rtype=full': 'Full control',
       'acls.*.rights.rtype=custom': 'Custom',
     },
-    hints: { 'acls.*.rights.values': 'Only with Custom rights.' },
+    showIf: { 'acls.*.rights.values': (v, acl) => acl?.rights?.rtype === 'custom' },
     itemLabels: { acls: 'owner' },
     suggest: { 'acls.*.subject.name': [...new Set(subjects.map((s) => s.name))] },
     transform: (v) => ({
@@ -140,6 +141,7 @@ export async function render(ctx) {
           spam_prefix: 'Spam subject prefix', 'spam_prefix.enabled': 'Add a prefix to the subject of spam', 'spam_prefix.prefix': 'Prefix',
           spam_retention: 'Spam retention', 'spam_retention.value': 'Default spam retention (days)',
         },
+        showIf: { 'spam_folder.name': (v) => v.spam_folder?.enabled, 'spam_prefix.prefix': (v) => v.spam_prefix?.enabled },
         transform: (v) => {
           const out = structuredClone(v);
           if (out.spam_folder && !out.spam_folder.enabled && !out.spam_folder.name) delete out.spam_folder.name;
