@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 CLOSED_PORT = int(os.environ.get("MAIL_TEST_UI_CLOSED_PORT", "3499"))
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 DOMAIN = "uitest.example"
-TIMEOUT_MS = 30_000
+TIMEOUT_MS = 60_000  # generous: the test host may be shared and busy
 expect.set_options(timeout=TIMEOUT_MS)
 
 

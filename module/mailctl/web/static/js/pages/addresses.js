@@ -15,8 +15,10 @@ export function addressText(a) {
 /** The identifying fields of an address (what alter/remove need). */
 const key = (a) => (a.atype === 'domain' ? { local: a.local, atype: a.atype, domain: a.domain } : { local: a.local, atype: a.atype });
 
-async function addressForm(ctx, domains, existing) {
-  const names = await destinationNames();
+async function addressForm(ctx, existing) {
+  // Asked when the dialog opens, not with the list: the list of 10,000 rows comes first.
+  const [names, domainList] = await Promise.all([destinationNames(), api.run('list-domains', {})]);
+  const domains = domainList.map((d) => d.domain);
   const values = existing
     ? { ...key(existing), destinations: cleanDestinations(existing.destinations), internal: !!existing.internal, description: existing.description || '' }
     : { atype: 'domain', domain: domains[0], destinations: [{ dtype: 'user' }], internal: false };
@@ -50,10 +52,9 @@ async function addressForm(ctx, domains, existing) {
 }
 
 export async function render(ctx) {
-  const [listing, domainList] = await Promise.all([api.run('list-addresses', {}), api.run('list-domains', {})]);
-  const domains = domainList.map((d) => d.domain);
+  const listing = await api.run('list-addresses', {});
   const addresses = listing.addresses || [];
-  ctx.buttons.append(button('Create address', () => addressForm(ctx, domains), 'primary', { id: 'add-address' }));
+  ctx.buttons.append(button('Create address', () => addressForm(ctx), 'primary', { id: 'add-address' }));
   const table = dataTable({
     id: 'addresses', caption: 'Addresses', rows: addresses,
     columns: [
@@ -64,7 +65,7 @@ export async function render(ctx) {
       { label: 'Description', value: (a) => a.description || '' },
     ],
     actions: (a) => rowMenu(addressText(a), [
-      { label: 'Edit', onClick: () => addressForm(ctx, domains, a) },
+      { label: 'Edit', onClick: () => addressForm(ctx, a) },
       { label: a.internal ? 'Set as public' : 'Set as internal', onClick: async () => {
         if ((await act('alter-address', { ...key(a), internal: !a.internal }, `${addressText(a)} is now ${a.internal ? 'public' : 'internal'}`)) !== undefined) ctx.refresh();
       } },
