@@ -118,6 +118,17 @@ def field_error(pg, scope: str, path: str):
     return pg.locator(f"{scope} [data-path='{path}'] > .error")
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => el.type !== 'hidden' && !el.closest('[hidden]'))
+    .filter((el) => !el.labels?.length && !el.getAttribute('aria-label'))
+    .map((el) => el.id || el.name || el.outerHTML.slice(0, 80))"""
+
+
+def unlabelled(pg) -> list[str]:
+    """Form fields without a <label for> (or aria-label) on the page and its open dialogs."""
+    return pg.evaluate(UNLABELLED)
+
+
 def expected_errors(cli, action: str, data: dict, field: str) -> set[str]:
     """The error codes the action itself gives for `field` (the CLI's exit-10 list)."""
     r = cli.run(action, data, expect=10)
@@ -227,6 +238,7 @@ def test_add_address_with_two_destinations(ui, page):
     page.select_option("#f-add-address-destinations-1-dtype", label="External address")
     page.fill("#f-add-address-destinations-1-name", "far@stopped.example")
     page.fill("#f-add-address-description", "Sales team")
+    assert unlabelled(page) == []
     shot(page, "addresses-add")
     save_dialog(page, "add-address")
     expect(page.locator(scope)).to_have_count(0)
@@ -242,7 +254,11 @@ def test_add_address_with_two_destinations(ui, page):
     page.set_viewport_size({"width": 390, "height": 844})
     page.fill("#addresses-search", "")
     expect(page.locator("#addresses tbody tr")).not_to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "wider than a phone screen"
     shot(page, "addresses-phone")
+    page.get_by_role("button", name="Menu").click()
+    expect(page.locator("#nav").get_by_role("link", name="Queue")).to_be_visible()
+    shot(page, "menu-phone")
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
@@ -386,6 +402,7 @@ def test_every_page_has_its_manifest_title(ui, page):
         goto(page, base, route["path"])
         expect(page.locator("#main h1")).to_have_text(route["title"])
         expect(page.locator("#main .page > p.error")).to_have_count(0)
+        assert unlabelled(page) == [], f"unlabelled fields on {route['path']}"
         shot(page, f"page-{route['path']}")
     page.get_by_role("button", name="Log out").click()
     expect(page.locator("#login-form")).to_be_visible()
