@@ -96,6 +96,7 @@ async function show() {
     if (ticket !== rendering) return;
     replace(content, body);
     main.dataset.ready = route.path;
+    performance.mark(`ready:${route.path}`); // read by bench/ui_paint.py
     main.focus({ preventScroll: true });
   } catch (error) {
     if (ticket !== rendering) return;
