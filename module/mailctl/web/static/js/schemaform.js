@@ -12,7 +12,7 @@
  *   labels    {path: label}            hints   {path: text}
  *   hidden    [paths] not shown; the initial value is still sent
  *   readonly  [paths] shown disabled; the initial value is sent
- *   omit      [paths] neither shown nor sent
+ *   omit      [paths] neither shown nor sent (nor are readOnly and deprecated properties)
  *   choices   {path: [value | {value, label}]} a select instead of a text input
  *   suggest   {path: [value]} a datalist of suggestions
  *   order     [keys] first in this order at the top level
@@ -214,7 +214,8 @@ export class SchemaForm {
   /** Render one property: {body, get}. */
   render(path, schema, value, required) {
     const initial = value;
-    if (this.opt('omit', path)) return { body: null, get: () => undefined };
+    // Output-only (readOnly) and legacy (deprecated) properties are neither shown nor sent.
+    if (this.opt('omit', path) || schema?.readOnly || schema?.deprecated) return { body: null, get: () => undefined };
     if (this.opt('hidden', path)) return { body: null, get: () => initial };
     const info = classify(schema);
     const s = info.schema;
@@ -224,7 +225,7 @@ export class SchemaForm {
     const id = this.inputId(path);
     const choices = this.opt('choices', path);
 
-    if (info.kind === 'const') return { body: null, get: () => s.const };
+    if (info.kind === 'const') return { body: null, get: () => (required ? s.const : undefined) };
     if (info.kind === 'object') {
       return this.renderObject(path, s, value, required, info.nullable, label);
     }
