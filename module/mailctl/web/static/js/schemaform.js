@@ -25,6 +25,7 @@ let formCounter = 0;
 /** The schema with its allOf parts merged in (properties and required). */
 export function flatten(schema) {
   if (!schema || typeof schema !== 'object') return {};
+  schema = shapeBranch(schema);
   if (!Array.isArray(schema.allOf)) return schema;
   const out = { ...schema };
   delete out.allOf;
@@ -35,6 +36,19 @@ export function flatten(schema) {
       if (out[key] === undefined && part[key] !== undefined) out[key] = part[key];
     }
   }
+  return out;
+}
+
+/**
+ * A value that may take two shapes ({"if": {"type": "array"}, "then": ..., "else": ...}, as
+ * NS8 accepts a list or an object): the form edits the object branch.
+ */
+function shapeBranch(schema) {
+  if (schema.properties || schema.type || !schema.if || typeof schema.if.type !== 'string') return schema;
+  const branch = [schema.else, schema.then].find((b) => b && (b.type === 'object' || b.properties));
+  if (!branch) return schema;
+  const out = { ...schema, ...branch };
+  delete out.if; delete out.then; delete out.else;
   return out;
 }
 
