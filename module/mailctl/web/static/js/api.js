@@ -90,6 +90,15 @@ export function run(name, data = {}) {
   return request('POST', `/api/actions/${encodeURIComponent(name)}`, data);
 }
 
+/** The module's version (the API document's info.version), or '' if it cannot be read. */
+export async function version() {
+  try {
+    return (await request('GET', '/api/openapi.json')).info?.version || '';
+  } catch {
+    return '';
+  }
+}
+
 /** Containers with their state and health. */
 export function status() {
   return request('GET', '/api/status');

@@ -26,8 +26,8 @@ function counters(facts) {
 }
 
 export async function render(ctx) {
-  const [status, config, facts, manifest] = await Promise.all([
-    api.status(), api.run('get-configuration', {}), api.run('get-facts', {}), api.manifest()]);
+  const [status, config, facts, manifest, version] = await Promise.all([
+    api.status(), api.run('get-configuration', {}), api.run('get-facts', {}), api.manifest(), api.version()]);
   const containers = Array.isArray(status) ? status : status.containers || [];
   ctx.buttons.append(button('Refresh', () => ctx.refresh()));
   const userDomain = config.user_domain && typeof config.user_domain === 'object' ? config.user_domain.name : config.user_domain;
@@ -40,7 +40,8 @@ export async function render(ctx) {
         h('div', {}, h('dt', {}, 'Primary mail domain'), h('dd', {}, config.mail_domain || '—')),
         h('div', {}, h('dt', {}, 'User domain'), h('dd', {}, userDomain || '—')),
         h('div', {}, h('dt', {}, 'Configured'), h('dd', {}, badge(config.configured))),
-        manifest.version ? h('div', {}, h('dt', {}, 'Version'), h('dd', {}, manifest.version)) : null,
+        h('div', {}, h('dt', {}, 'Module version'), h('dd', { id: 'module-version' }, manifest.version || version || '—')),
+        h('div', {}, h('dt', {}, 'Images'), h('dd', {}, (manifest.images || []).map((i) => `${i}:${version || '?'}`).join(', '))),
         Object.entries(extra).map(([k, v]) => h('div', {}, h('dt', {}, humanize(k)), h('dd', {}, String(v)))))),
     section('Counters', [], counters(facts)));
 }
