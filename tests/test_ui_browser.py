@@ -316,6 +316,8 @@ def test_bypass_rule_and_spam_thresholds(ui, page):
     cli, base, _ = ui
     goto(page, base, "filter")
     expect(page.locator("#open-rspamd")).to_have_attribute("href", "/rspamd/")
+    rspamd = page.request.get(f"{base}/rspamd/")  # with the page's session cookie
+    assert rspamd.status == 200 and "rspamd" in rspamd.text().lower()
     page.click("#add-bypass-rule")
     page.select_option("#f-add-bypass-rule-type", label="Email address")
     page.select_option("#f-add-bypass-rule-direction", label="From (sender or client)")
