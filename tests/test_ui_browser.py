@@ -176,6 +176,7 @@ def test_first_configuration_wizard(ui, page):
     expect(page.locator("#containers tbody tr")).to_have_count(len(containers))
     expect(page.locator("#containers")).not_to_contain_text("unhealthy")
     expect(page.locator("#counters")).to_contain_text("Domains")
+    expect(page.locator("#module-version")).to_have_text((Path(__file__).parents[1] / "VERSION").read_text().strip())
     shot(page, "status")
     expect(page.locator("#nav")).not_to_contain_text("First configuration")
 
