@@ -41,7 +41,7 @@ export async function render(ctx) {
         h('div', {}, h('dt', {}, 'User domain'), h('dd', {}, userDomain || '—')),
         h('div', {}, h('dt', {}, 'Configured'), h('dd', {}, badge(config.configured))),
         h('div', {}, h('dt', {}, 'Module version'), h('dd', { id: 'module-version' }, manifest.version || version || '—')),
-        h('div', {}, h('dt', {}, 'Images'), h('dd', {}, (manifest.images || []).map((i) => `${i}:${version || '?'}`).join(', '))),
+        h('div', {}, h('dt', {}, 'Images'), h('dd', { title: (manifest.images || []).join(', ') }, `${(manifest.images || []).length} images, tag ${version || '?'}`)),
         Object.entries(extra).map(([k, v]) => h('div', {}, h('dt', {}, humanize(k)), h('dd', {}, String(v)))))),
     section('Counters', [], counters(facts)));
 }
