@@ -12,15 +12,12 @@ from __future__ import annotations
 import json
 import os
 import smtplib
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import MAILCTL
 from playwright.sync_api import expect, sync_playwright
 from protocol import HOST, message, token, wait_for
+from webserver import start_server
 
 pytestmark = pytest.mark.containers
 
@@ -35,17 +32,6 @@ TIMEOUT_MS = 60_000  # generous: the test host may be shared and busy
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-def _wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {HOST}:{port}")
-
-
 @pytest.fixture(scope="module")
 def ui(fresh_instance):
     """A fresh (unconfigured) instance with users and a group, and its admin server."""
@@ -53,21 +39,11 @@ def ui(fresh_instance):
     cli.run("add-user", {"user": "alice", "password": "Alice-pass-1", "display_name": "Alice"})
     cli.run("add-user", {"user": "bob", "password": "Bob-pass-12", "display_name": "Bob"})
     cli.run("add-group", {"group": "staff", "members": ["alice", "bob"]})
-    port = cli.port(9443)
-    log = open(cli.state_dir / "serve.log", "w")  # noqa: SIM115 - closed in the finalizer
-    server = subprocess.Popen([MAILCTL, "serve"], env=cli.env, stdout=log, stderr=subprocess.STDOUT)
+    server = start_server(cli, cli.state_dir)
     try:
-        _wait_port(port)
-        password = cli("admin-password").stdout.strip()
-        assert password, "mailctl admin-password printed nothing"
-        yield cli, f"https://{HOST}:{port}", password
+        yield cli, server.url, server.admin_password()
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
