@@ -83,7 +83,8 @@ def test_install_up_deliver_and_remove(archive, host):
     r = cli("install-module", MODULE_IMAGE)
     assert r.code == 0, r.stderr
     unit_files = sorted(p.name for p in units.iterdir())
-    assert unit_files == [f"mailctl-{NAME}-agent.service", f"mailctl-{NAME}-web.service", f"mailctl-{NAME}.service"]
+    assert unit_files == [f"mailctl-{NAME}-agent.service", f"mailctl-{NAME}-watch.service",
+                          f"mailctl-{NAME}-web.service", f"mailctl-{NAME}.service"]
     module = state_dir / "module"
     assert (module / "ui-manifest.json").is_file() and (module / "imageroot/templates").is_dir()
     assert f"ExecStart={module}/venv/bin/mailctl up" in (units / f"mailctl-{NAME}.service").read_text()

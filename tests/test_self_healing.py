@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import TEST_OFFSET_DELTA, TEST_PREFIX, Cli, _engine_leftovers
+from conftest import MAILCTL, TEST_OFFSET_DELTA, TEST_PREFIX, Cli, _engine_leftovers
 from protocol import HOST, insecure_tls, message, wait_for
 
 pytestmark = pytest.mark.containers
@@ -230,6 +230,39 @@ def test_dovecot_down_queues_mail_and_it_is_delivered_seconds_after_dovecot_is_b
     print(f"\ndelivered {time.monotonic() - started:.1f} s after dovecot was started again")
     assert "depwatch: flushing the deferred queue" in subprocess.run(
         ["podman", "logs", f"{heal.instance}-postfix"], capture_output=True, text=True).stdout
+
+
+# ---- mailctl watch: what the engine's restart policy does not bring back ----------------
+
+
+@pytest.fixture
+def watcher(heal):
+    """`mailctl watch --interval 1` for the instance, as its systemd unit runs it."""
+    proc = subprocess.Popen([MAILCTL, "watch", "--interval", "1"], env=heal.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    yield proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_watch_brings_back_a_container_killed_through_the_engine(heal, watcher):
+    """`podman kill` is a wanted stop for the engine (no restart); for mailctl, whose only
+    stop is `down` (containers removed), it is not."""
+    podman("kill", "-s", "KILL", f"{heal.instance}-dovecot")
+    wait_for(lambda: status(heal)["dovecot"]["state"] != "running" or None, "dovecot killed", timeout=10)
+    wait_for(lambda: all_healthy(heal), "dovecot brought back by mailctl watch", timeout=90)
+
+
+def test_watch_recreates_a_container_whose_conmon_died(heal, watcher):
+    """Without conmon podman shows a dead container as running and cannot restart it."""
+    name = f"{heal.instance}-rspamd"
+    conmon = subprocess.run(["podman", "inspect", "-f", "{{.State.ConmonPid}}", name],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    os.kill(int(conmon), 9)
+    crash(heal, "rspamd")
+    wait_for(lambda: all_healthy(heal), "rspamd recreated by mailctl watch", timeout=120)
+    watcher.terminate()
+    assert f"{name} is dead: bringing it back" in watcher.communicate(timeout=30)[1]
 
 
 # ---- the kill test --------------------------------------------------------------------

@@ -213,6 +213,21 @@ def list_actions():
 
 @main.command()
 @_instance_options
+@click.option("--interval", type=float, default=5, show_default=True, help="Seconds between checks.")
+def watch(interval, **opts):
+    """Keep the instance's containers running: start or recreate one that stays down
+    (stopped or killed through the engine, or lost by podman's conmon)."""
+    from .watch import Watcher
+
+    instance = _make_instance(**opts)
+    try:
+        Watcher(instance, log=lambda m: click.echo(m, err=True)).serve(interval)
+    except MailError as exc:
+        _fail(exc)
+
+
+@main.command()
+@_instance_options
 @click.option("--redis", "redis_url", envvar="MAIL_REDIS_URL", default="redis://127.0.0.1:6379/0",
               show_default=True, help="Redis of the cluster manager.")
 def agent(redis_url, **opts):

@@ -38,7 +38,8 @@ IMAGES_LABEL = "org.nethserver.images"
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 # The unit templates of imageroot/systemd, installed once per instance under these names.
 UNITS = {"mailctl@.service": "mailctl-{name}.service", "mailctl-agent@.service": "mailctl-{name}-agent.service",
-         "mailctl-web@.service": "mailctl-{name}-web.service"}
+         "mailctl-web@.service": "mailctl-{name}-web.service",
+         "mailctl-watch@.service": "mailctl-{name}-watch.service"}
 # Env vars of the instance written at install time; a caller's own value wins, except
 # for the two that pin the instance to its installed code and images.
 PINNED = ("MAIL_PROJECT_ROOT", "MAIL_IMAGE_TAG")

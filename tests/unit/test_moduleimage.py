@@ -37,7 +37,8 @@ def test_units_run_the_installed_runtime(tmp_path):
     instance = Instance(name="m7", state_root=tmp_path)
     mailctl, env = root / "venv/bin/mailctl", root / "env"
     names = _write_units(instance, root, tmp_path / "units", mailctl, env)
-    assert names == ["mailctl-m7.service", "mailctl-m7-agent.service", "mailctl-m7-web.service"]
+    assert names == ["mailctl-m7.service", "mailctl-m7-agent.service", "mailctl-m7-web.service",
+                     "mailctl-m7-watch.service"]
     main = (tmp_path / "units/mailctl-m7.service").read_text()
     agent = (tmp_path / "units/mailctl-m7-agent.service").read_text()
     assert f"ExecStart={mailctl} up" in main and f"ExecStop={mailctl} down" in main
@@ -45,3 +46,5 @@ def test_units_run_the_installed_runtime(tmp_path):
     assert "Requires=mailctl-m7.service" in agent and "%i" not in main + agent
     web = (tmp_path / "units/mailctl-m7-web.service").read_text()
     assert f"ExecStart={mailctl} serve" in web and "Wants=mailctl-m7.service" in web and "%i" not in web
+    watch = (tmp_path / "units/mailctl-m7-watch.service").read_text()
+    assert f"ExecStart={mailctl} watch" in watch and "Requires=mailctl-m7.service" in watch

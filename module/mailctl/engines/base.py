@@ -24,6 +24,8 @@ class ContainerInfo:
     ports: list[tuple[str, int]] = field(default_factory=list)
     # times the engine restarted it after its daemon died, since it was last started by hand
     restarts: int = 0
+    # the host pid of its main process while it runs (0 if unknown)
+    pid: int = 0
 
     @property
     def instance(self) -> str | None:
@@ -105,6 +107,13 @@ class Engine(ABC):
 
     @abstractmethod
     def remove_container(self, name: str, timeout: int = 10) -> None: ...
+
+    def force_remove(self, name: str) -> None:
+        """Remove a container without stopping it first (one whose process is gone)."""
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError/NotFound
+            raise EngineError(f"{self.name} could not remove {name}: {exc}") from exc
 
     @abstractmethod
     def exec(self, name: str, command: list[str] | tuple[str, ...]) -> tuple[int, str]:

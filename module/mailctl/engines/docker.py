@@ -69,7 +69,8 @@ class DockerEngine(Engine):
         label = f"mail.instance={instance}" if instance else "mail.instance"
         return [
             ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs),
-                          restarts=int(c.attrs.get("RestartCount") or 0))
+                          restarts=int(c.attrs.get("RestartCount") or 0),
+                          pid=int((c.attrs.get("State") or {}).get("Pid") or 0))
             # A container removed between the listing and its inspection is skipped.
             for c in self.client.containers.list(all=True, filters={"label": label}, ignore_removed=True)
         ]

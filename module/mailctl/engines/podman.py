@@ -105,7 +105,8 @@ class PodmanEngine(Engine):
             except NotFound:
                 continue  # removed (by another instance's down) since the listing
             result.append(ContainerInfo(c.name, c.status, dict(c.labels or {}), _ports_of(c.attrs),
-                                        restarts=int(c.attrs.get("RestartCount") or 0)))
+                                        restarts=int(c.attrs.get("RestartCount") or 0),
+                                        pid=int((c.attrs.get("State") or {}).get("Pid") or 0)))
         return result
 
     def create_and_start(self, spec: ContainerSpec) -> None:
