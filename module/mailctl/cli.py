@@ -299,3 +299,24 @@ def admin_password(reset, **opts):
         ensure_secrets(instance)
         password = reset_admin_password(instance) if reset else read_secret(instance, ADMIN_PASSWORD)
     click.echo(password.strip())
+
+
+@main.command()
+@_instance_options
+@click.option("--service-type", type=click.Choice(["LoadBalancer", "NodePort"]), default="LoadBalancer",
+              show_default=True, help="Type of the Services of the public mail ports.")
+@click.option("--storage", default="1Gi", show_default=True, help="Size requested by each PersistentVolumeClaim.")
+@click.option("--podman", "for_podman", is_flag=True,
+              help="For 'podman kube play': fixed daemon addresses on the instance's network, host ports.")
+def kube(service_type, storage, for_podman, **opts):
+    """Print Kubernetes manifests of the instance (the stack 'up' runs), e.g. > mail.yaml."""
+    from . import kube as manifests
+
+    instance = _make_instance(**opts)
+    try:
+        text, hint = manifests.generate(instance, service_type, storage, for_podman)
+    except MailError as exc:
+        _fail(exc)
+    click.echo(text, nl=False)
+    if hint:
+        click.echo(hint, err=True)

@@ -38,6 +38,25 @@ def published_port_names() -> tuple[str, ...]:
     publish_rspamd = os.environ.get("MAIL_PUBLISH_RSPAMD") == "1"
     return tuple(name for name in PORTS if name not in UNPUBLISHED_BY_DEFAULT or publish_rspamd)
 
+# Ports a daemon serves only to the other daemons (their names in the rendered
+# configuration: lmtp:inet:dovecot:24, inet:rspamd:11332, redis:6379...). `up` needs no
+# list (one network); `mailctl kube` makes a ClusterIP Service of them per daemon.
+INTERNAL_PORTS: dict[str, dict[str, int]] = {
+    "redis": {"redis": 6379},
+    "openldap": {"ldap": 389},
+    "clamav": {"clamd": 3310},
+    "rspamd": {"milter": 11332, "normal": 11333, "controller": 11334},
+    "dovecot": {"lmtp": 24, "sasl": 12345, "quota-status": 12340},
+    "postfix": {"smtp": 25},
+}
+
+# Each image's CMD (images/<daemon>/Containerfile), for runtimes that run a step before
+# it (`mailctl kube`: a Kubernetes `command` drops the image's CMD unless `args` repeat it).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "redis": ("redis-server", "/config/current/redis/redis.conf"),
+    **{d: ("/usr/local/bin/entrypoint",) for d in ("openldap", "clamav", "rspamd", "dovecot", "postfix")},
+}
+
 # Start order: what a daemon connects to is started before it.
 DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
 
