@@ -87,6 +87,10 @@ def test_install_up_deliver_and_remove(archive, host):
                           f"mailctl-{NAME}-web.service", f"mailctl-{NAME}.service"]
     module = state_dir / "module"
     assert (module / "ui-manifest.json").is_file() and (module / "imageroot/templates").is_dir()
+    # The admin UI's files, as in the tree (they land in the image's /ui).
+    static = ROOT / "module/mailctl/web/static"
+    assert sorted(p.relative_to(module / "ui") for p in (module / "ui").rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(static) for p in static.rglob("*") if p.is_file())
     assert f"ExecStart={module}/venv/bin/mailctl up" in (units / f"mailctl-{NAME}.service").read_text()
     # A second install of the same name is refused and changes nothing.
     again = cli("install-module", MODULE_IMAGE)
@@ -122,3 +126,11 @@ def test_install_up_deliver_and_remove(archive, host):
     assert list(units.iterdir()) == []
     # The extraction container is gone too.
     assert _podman("ps", "-aq", "--filter", "label=mail.module-extract=1").split() == []
+
+
+def test_a_daemon_image_is_not_a_module_and_nothing_is_installed(host):
+    cli, units = host
+    r = cli("install-module", f"localhost/mail-redis:{TAG}")
+    assert r.code != 0 and "org.nethserver.images" in r.stderr
+    assert not (cli.state_dir / NAME).exists()
+    assert list(units.iterdir()) == []
