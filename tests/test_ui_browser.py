@@ -335,21 +335,25 @@ def test_bypass_rule_and_spam_thresholds(ui, page):
 def test_queue_see_trace_delete(ui, page):
     cli, base, _ = ui
     # sales@ has an external destination behind the relay rule to a closed port: that copy queues.
-    subject = f"queued {token()}"
-    msg = message("someone@example.net", f"sales@{DOMAIN}", subject)
+    sent = []
     with smtplib.SMTP(HOST, cli.port(25), timeout=30) as s:
         s.ehlo("client.example.net")
-        s.send_message(msg)
-    message_id = msg["Message-ID"].strip("<>")
+        for _ in range(2):
+            msg = message("someone@example.net", f"sales@{DOMAIN}", f"queued {token()}")
+            s.send_message(msg)
+            sent.append(msg["Message-ID"].strip("<>"))
 
     def queued():
         entries = cli.run("report-queue-status")["queue_status"]
         return [e for e in entries if any(r["address"] == "far@stopped.example" for r in e["recipients"])]
 
-    entry = wait_for(queued, "the message to the stopped destination in the queue", timeout=90)[0]
+    entries = wait_for(lambda: len(queued()) == 2 and queued(), "both messages in the queue", timeout=90)
+    entry = next(e for e in entries if e.get("message_id", "").strip("<>") == sent[0])
+    message_id = sent[0]
     goto(page, base, "queue")
     r = row(page, "queue", entry["queue_id"])
     expect(r).to_contain_text("far@stopped.example")
+    expect(page.locator("#queue tbody tr")).to_have_count(2)
     shot(page, "queue")
 
     row_action(page, "queue", entry["queue_id"], "See details")
@@ -365,10 +369,16 @@ def test_queue_see_trace_delete(ui, page):
     shot(page, "queue-trace")
     page.locator("#dialog-trace").get_by_role("button", name="Close").click()
 
+    # One message: its own Delete; the other: Delete all (a task with progress).
     row_action(page, "queue", entry["queue_id"], "Delete")
     confirm(page, "Delete")
+    expect(page.locator("#queue tbody tr")).to_have_count(1)  # redrawn without it
     expect(row(page, "queue", entry["queue_id"])).to_have_count(0)
-    assert not queued()
+    assert [e["queue_id"] for e in queued()] == [e["queue_id"] for e in entries if e is not entry]
+    page.click("#queue-delete-all")
+    confirm(page, "Delete all")
+    expect(page.locator("#queue tbody td.empty")).to_be_visible()
+    assert queued() == []
 
 
 def test_every_page_has_its_manifest_title(ui, page):

@@ -54,8 +54,12 @@ async function flushAll(ctx, action) {
   const verb = action === 'delete_all' ? 'Delete' : 'Resend';
   if (!(await confirm(action === 'delete_all' ? 'Delete every message in the queue? They are lost.' : 'Try to deliver every queued message now?',
     { action: `${verb} all`, title: `${verb} all` }))) return;
+  const button = document.getElementById(action === 'delete_all' ? 'queue-delete-all' : 'queue-resend-all');
+  const label = button?.textContent;
   try {
-    await api.runTask('flush-postfix-queue', { queue: '', action });
+    await api.runTask('flush-postfix-queue', { queue: '', action }, (percent) => {
+      if (button) { button.disabled = true; button.textContent = `${label} (${percent}%)`; }
+    });
     toast(`${verb} all: done`);
   } catch (error) {
     toast(`${verb} all failed: ${error.message}`, 'error');
