@@ -110,6 +110,9 @@ def played(fresh_instance):
     cli = fresh_instance("tk1", OFFSET)
     cli.run("configure-module", {"hostname": "mail.example.org", "user_domain": "local", "mail_domain": DOMAIN})
     cli.run("add-user", {"user": USER, "password": PASSWORD, "display_name": "Kube User"})
+    # Its pods would take over the running instance's volumes and ports: refused.
+    r = cli("kube", "--podman")
+    assert r.code != 0 and "'mailctl down' first" in r.stderr, r.stderr
     r = cli("down")
     assert r.code == 0, r.stderr
     played = Played(cli, Path(tempfile.mkdtemp(prefix="mail-kube-")) / "mail.yaml")

@@ -61,6 +61,9 @@ STARTUP = {"periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 90}
 # Podman ignores startupProbe and restarts a container after `failureThreshold` failed
 # liveness checks, counted from the start unless in this grace period (its start period).
 LIVENESS_GRACE = {"initialDelaySeconds": 60}
+# Kubernetes refuses a ConfigMap or Secret over 1 MiB (the state copy is the one that grows:
+# about 80 KiB for a small instance).
+MAX_OBJECT_BYTES = 1024 * 1024
 
 
 # Every Secret has this key holding "plain": podman 4.3 (not Kubernetes) writes a
@@ -362,7 +365,13 @@ def manifests(stack: Stack, service_type: str = "LoadBalancer", storage: str = "
     """
     with tempfile.TemporaryDirectory() as tmp:
         db = _state_copy(stack.instance.db_path, Path(tmp) / "state.sqlite")
-        return _Builder(stack, db, service_type, storage, addresses, existing_volumes).objects()
+        objects = _Builder(stack, db, service_type, storage, addresses, existing_volumes).objects()
+    for obj in objects:
+        size = len(json.dumps(obj.get("data", {})) + json.dumps(obj.get("binaryData", {})))
+        if obj["kind"] in ("ConfigMap", "Secret") and size > MAX_OBJECT_BYTES:
+            raise MailError(f"{obj['kind']} {obj['metadata']['name']} would hold {size} bytes, more than "
+                            f"Kubernetes stores in one object ({MAX_OBJECT_BYTES})")
+    return objects
 
 
 def generate(instance: Instance, service_type: str = "LoadBalancer", storage: str = "1Gi",
@@ -377,6 +386,10 @@ def generate(instance: Instance, service_type: str = "LoadBalancer", storage: st
     if not for_podman:
         return to_yaml(manifests(stack, service_type, storage)), ""
     engine = get_engine(instance.engine)
+    running = [c.name for c in engine.list_containers(instance.name) if c.state == "running"]
+    if running:  # the pods would take over its volumes and ports
+        raise MailError(f"instance {instance.name} runs under 'mailctl up' ({', '.join(running)}): "
+                        f"'mailctl down' first (volumes are kept)")
     engine.ensure_network(stack.network, stack.labels)
     addresses = engine.daemon_addresses(stack.network, DAEMONS)
     if not addresses:

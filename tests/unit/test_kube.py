@@ -158,3 +158,11 @@ def test_podman_containers_conf_keeps_the_host_settings(tmp_path):
     if Path("/etc/containers/containers.conf").exists():
         system = tomllib.loads(Path("/etc/containers/containers.conf").read_text())
         assert parsed.get("engine") == system.get("engine")
+
+
+def test_a_state_too_big_for_a_configmap_is_refused(instance, monkeypatch):
+    from mailctl.errors import MailError
+
+    monkeypatch.setattr(kube, "MAX_OBJECT_BYTES", 1000)
+    with pytest.raises(MailError, match="more than Kubernetes stores"):
+        objects_of(instance)
