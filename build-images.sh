@@ -74,7 +74,7 @@ fi
 cp ui-manifest.json "$work/ui-manifest.json"
 images=()
 for daemon in "${DAEMONS[@]}"; do images+=("localhost/mail-${daemon}:${TAG}"); done
-# Ports a node must allocate: the HTTP API/admin UI (9443) and Rspamd's web UI (11334);
+# Ports a node must allocate: the HTTP API/admin UI (9443, which also proxies Rspamd's UI);
 # the mail ports themselves are the fixed standard ones (hence max-per-node=1).
 container=$(buildah from scratch)
 buildah add --quiet "$container" "$work/imageroot" /imageroot
@@ -82,7 +82,7 @@ buildah add --quiet "$container" "$work/ui" /ui
 buildah add --quiet "$container" "$work/ui-manifest.json" /ui-manifest.json
 buildah config --entrypoint=/ \
     --label="org.nethserver.images=${images[*]}" \
-    --label="org.nethserver.tcp-ports-demand=2" \
+    --label="org.nethserver.tcp-ports-demand=1" \
     --label="org.nethserver.rootfull=1" \
     --label="org.nethserver.max-per-node=1" \
     --label="org.nethserver.volumes=vmail queue" \
