@@ -3,13 +3,15 @@
 An instance is set up with `up` (domain, a user in the embedded LDAP), taken down (its
 volumes kept), and its manifests are played with the exact command `mailctl kube --podman`
 prints: every daemon becomes healthy (the image health checks, turned into probes), a
-message sent over SMTP is read over IMAP, an action run on the state reaches the pods
+message sent over SMTP is read over IMAP (scanned by rspamd in its pod; EICAR refused by
+clamav in its pod), an action run on the state reaches the pods
 through regenerated manifests, and `podman kube down` plus the printed clean-up leave no
 pod, Secret or ConfigMap volume behind.
 """
 
 from __future__ import annotations
 
+import email
 import os
 import shlex
 import shutil
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.containers
 DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
 OFFSET = int(os.environ.get("MAIL_TEST_KUBE_OFFSET", "23500"))
 DOMAIN, USER, PASSWORD = "example.org", "kube.user", "Kube-pass1"
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def _run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -90,13 +93,18 @@ class Played:
 
         wait_for(send, "postfix accepting the message", timeout=60)
 
-        def delivered() -> bool:
+        def delivered() -> bytes:
             with imaps(self.cli, USER, PASSWORD) as imap:
                 imap.select("INBOX", readonly=True)
                 _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-                return bool(found[0].split())
+                if not found[0].split():
+                    return b""
+                _, data = imap.fetch(found[0].split()[-1], "(BODY.PEEK[HEADER])")
+                return data[0][1]
 
-        wait_for(delivered, "the message in the INBOX over IMAP", timeout=60)
+        headers = email.message_from_bytes(wait_for(delivered, "the message in the INBOX over IMAP", timeout=60))
+        # Scanned by rspamd in its own pod (postfix reached it as "rspamd", the milter Service).
+        assert "X-Spamd-Result" in headers and headers["X-Rspamd-Action"] == "no action"
 
 
 def _hashes(objects: list[dict]) -> dict[str, str]:
@@ -137,6 +145,15 @@ def test_every_daemon_becomes_healthy(played):
 
 def test_a_message_is_delivered_and_read_over_imap(played):
     played.deliver(f"{USER}@{DOMAIN}", f"through kube play {token()}")
+
+
+def test_a_virus_is_refused_by_clamav_in_its_own_pod(played):
+    m = message("someone@example.net", f"{USER}@{DOMAIN}", f"virus {token()}")
+    m.add_attachment(EICAR, maintype="application", subtype="octet-stream", filename="eicar.com")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        with smtplib.SMTP(HOST, played.cli.port(25), timeout=60) as s:
+            s.send_message(m)
+    assert refused.value.smtp_code == 554 and b"EICAR" in refused.value.smtp_error
 
 
 def test_an_action_reaches_the_pods_through_regenerated_manifests(played):

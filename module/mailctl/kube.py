@@ -385,6 +385,8 @@ def generate(instance: Instance, service_type: str = "LoadBalancer", storage: st
     stack = build_stack(instance, hostname)
     if not for_podman:
         return to_yaml(manifests(stack, service_type, storage)), ""
+    if instance.engine != "podman":
+        raise MailError("--podman: the instance's engine is docker; podman kube play needs podman")
     engine = get_engine(instance.engine)
     running = [c.name for c in engine.list_containers(instance.name) if c.state == "running"]
     if running:  # the pods would take over its volumes and ports

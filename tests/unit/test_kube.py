@@ -166,3 +166,11 @@ def test_a_state_too_big_for_a_configmap_is_refused(instance, monkeypatch):
     monkeypatch.setattr(kube, "MAX_OBJECT_BYTES", 1000)
     with pytest.raises(MailError, match="more than Kubernetes stores"):
         objects_of(instance)
+
+
+def test_configmap_and_secret_keys_are_valid_kubernetes_keys(objects):
+    key = re.compile(r"^[-._a-zA-Z0-9]+$")
+    for obj in objects:
+        if obj["kind"] in ("ConfigMap", "Secret"):
+            for name in {**obj.get("data", {}), **obj.get("binaryData", {})}:
+                assert key.match(name) and len(name) <= 253, (obj["metadata"]["name"], name)
