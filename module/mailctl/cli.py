@@ -309,7 +309,10 @@ def admin_password(reset, **opts):
 @click.option("--podman", "for_podman", is_flag=True,
               help="For 'podman kube play': fixed daemon addresses on the instance's network, host ports.")
 def kube(service_type, storage, for_podman, **opts):
-    """Print Kubernetes manifests of the instance (the stack 'up' runs), e.g. > mail.yaml."""
+    """Print Kubernetes manifests of the instance (the stack 'up' runs), e.g. > mail.yaml.
+
+    They hold the instance's secrets: a file they are written to is made mode 0600.
+    """
     from . import kube as manifests
 
     instance = _make_instance(**opts)
@@ -317,6 +320,8 @@ def kube(service_type, storage, for_podman, **opts):
         text, hint = manifests.generate(instance, service_type, storage, for_podman)
     except MailError as exc:
         _fail(exc)
+    if manifests.make_private(sys.stdout.fileno()):
+        click.echo("mailctl: the output holds secrets: its file is now mode 0600", err=True)
     click.echo(text, nl=False)
     if hint:
         click.echo(hint, err=True)

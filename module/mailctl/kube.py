@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import tempfile
 import tomllib
 from pathlib import Path
@@ -412,6 +413,18 @@ def podman_leftovers(objects: list[dict[str, Any]]) -> tuple[list[str], list[str
     volumes = [o["metadata"]["name"] for o in objects if o["kind"] in ("ConfigMap", "Secret")]
     secrets = [o["metadata"]["name"] for o in objects if o["kind"] == "Secret"]
     return volumes, secrets
+
+
+def make_private(fd: int) -> bool:
+    """If `fd` is a regular file others may read (`mailctl kube > mail.yaml`), make it 0600.
+
+    The manifests carry the instance's secrets (passwords, TLS and DKIM keys).
+    """
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
+        os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o600)
+        return True
+    return False
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:

@@ -174,3 +174,19 @@ def test_configmap_and_secret_keys_are_valid_kubernetes_keys(objects):
         if obj["kind"] in ("ConfigMap", "Secret"):
             for name in {**obj.get("data", {}), **obj.get("binaryData", {})}:
                 assert key.match(name) and len(name) <= 253, (obj["metadata"]["name"], name)
+
+
+def test_output_redirected_to_a_file_is_made_private(tmp_path):
+    import os
+
+    path = tmp_path / "mail.yaml"
+    with open(path, "w") as f:
+        os.chmod(path, 0o644)
+        assert kube.make_private(f.fileno())
+    assert path.stat().st_mode & 0o777 == 0o600
+    read, write = os.pipe()
+    try:
+        assert not kube.make_private(write)
+    finally:
+        os.close(read)
+        os.close(write)
