@@ -15,6 +15,7 @@ import smtplib
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 from protocol import HOST, message, token, wait_for
 from webserver import start_server
@@ -67,8 +68,15 @@ def shot(pg, name: str) -> None:
 
 
 def goto(pg, base: str, route: str) -> None:
-    """Open a page through the navigation and wait until it is drawn."""
-    pg.goto(f"{base}/{route}")
+    """Open a page and wait until it is drawn. Chromium aborts a navigation when the host's
+    network interfaces change (another test's containers starting): load it again then."""
+    for attempt in range(3):
+        try:
+            pg.goto(f"{base}/{route}")
+            break
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                raise
     expect(pg.locator(f"#main[data-ready='{route}']")).to_be_attached()
 
 

@@ -20,11 +20,31 @@ export class ApiError extends Error {
 /** Called when any request answers 401 (the app shows the login page). */
 export const hooks = { onUnauthorized: () => {} };
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Requests that change nothing: safe to send again when the network failed under them. */
+const repeatable = (method, path) => method === 'GET' || /^\/api\/actions\/(get|list|report)-/.test(path);
+
+/**
+ * fetch(), tried again (twice, 300 ms apart) for a repeatable request that failed before any
+ * answer: Chrome aborts requests when the host's interfaces change (a container started).
+ */
+async function send(method, path, options) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(path, options);
+    } catch (error) {
+      if (attempt >= 2 || !repeatable(method, path)) throw error;
+      await sleep(300);
+    }
+  }
+}
+
 async function request(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET') headers['X-CSRF-Token'] = csrfToken;
-  const response = await fetch(path, {
+  const response = await send(method, path, {
     method, headers, credentials: 'same-origin',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -103,8 +123,6 @@ export async function version() {
 export function status() {
   return request('GET', '/api/status');
 }
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Run a long action as a task and wait for it; `onProgress(percent)` while it runs.

@@ -86,7 +86,7 @@ async function show() {
   replace(main, h('div', { class: 'page-head' }, h('h1', {}, route.title), h('div', { class: 'page-buttons', id: 'page-buttons' })), content);
   content.append(h('p', { class: 'loading' }, 'Loading…'));
   try {
-    const page = await import(`./pages/${route.path}.js`);
+    const page = await import(`./pages/${route.path}.js`).catch(() => import(`./pages/${route.path}.js?retry`));
     const ctx = {
       route, navigate, state,
       buttons: main.querySelector('#page-buttons'),
