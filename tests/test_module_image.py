@@ -29,7 +29,7 @@ TAG = os.environ.get("MAIL_IMAGE_TAG") or (ROOT / "VERSION").read_text().strip()
 MODULE_IMAGE = f"localhost/mail:{TAG}"
 DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
 NAME = TEST_PREFIX + "mi1"
-OFFSET = int(os.environ.get("MAIL_TEST_MODULE_OFFSET", "23000")) + TEST_OFFSET_DELTA
+OFFSET = int(os.environ.get("MAIL_TEST_MODULE_OFFSET", "23200")) + TEST_OFFSET_DELTA
 DOMAIN, USER, PASSWORD = "example.org", "mod.user", "Module-pass1"
 
 
