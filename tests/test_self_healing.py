@@ -2,7 +2,7 @@
 outage defers mail (never loses or bounces it), and mail accepted with 250 while every
 daemon is killed in turn is delivered exactly once.
 
-The instance is this module's own (MAIL_TEST_HEAL_OFFSET, default 20000: every published
+The instance is this module's own (MAIL_TEST_HEAL_OFFSET, default 20500: every published
 port stays below 32768), removed at the end. A "crash" is a SIGKILL of the container's
 main process from the host, as the kernel's OOM killer or a segfault would end it; an
 outage the test controls is `podman stop` (an operator's stop: the engine leaves it
@@ -30,7 +30,7 @@ from protocol import HOST, insecure_tls, message, wait_for
 
 pytestmark = pytest.mark.containers
 
-OFFSET = int(os.environ.get("MAIL_TEST_HEAL_OFFSET", "20000")) + TEST_OFFSET_DELTA
+OFFSET = int(os.environ.get("MAIL_TEST_HEAL_OFFSET", "20500")) + TEST_OFFSET_DELTA
 PASSWORD = "Heal-Pass-4711"
 USERS = ("healann", "healben", "healcid", "healdot")
 BOUNCES = "healbounce"  # the stream's sender: any bounce lands in its mailbox
