@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,18 @@ class ContainerInfo:
     @property
     def daemon(self) -> str | None:
         return self.labels.get("mail.daemon")
+
+
+def top_addresses(subnets: Sequence[str], daemons: Sequence[str]) -> dict[str, str]:
+    """The last addresses of the first IPv4 subnet with room, one a daemon, in `daemons`
+    order ({} if none): far from the addresses engines hand out from the bottom."""
+    for subnet in subnets:
+        net = ipaddress.ip_network(subnet)
+        if net.version == 4 and net.num_addresses >= 64:
+            last = int(net.broadcast_address) - 1
+            top = [str(ipaddress.ip_address(last - i)) for i in range(len(daemons))][::-1]
+            return dict(zip(daemons, top, strict=True))
+    return {}
 
 
 def published_ports(port_map: dict | None) -> list[tuple[str, int]]:

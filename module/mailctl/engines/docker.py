@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import IPAMConfig, IPAMPool, Ulimit
 from docker.types import Mount as DockerMount
-from docker.types import Ulimit
 from docker.utils import version_gte
 
 from ..hostcheck import container_ulimits
 from ..stack import ContainerSpec, Mount
-from .base import ContainerInfo, Engine, EngineError, published_ports
+from .base import ContainerInfo, Engine, EngineError, published_ports, top_addresses
+
+# Label of the networks made with an explicit subnet (fixed addresses possible).
+FIXED_SUBNET = "mail.fixed-subnet"
 
 
 def _ports_of(attrs: dict) -> list[tuple[str, int]]:
@@ -42,8 +45,31 @@ class DockerEngine(Engine):
         return any(net.name == name for net in self.client.networks.list(names=[name]))
 
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        if not self.network_exists(name):
-            self.client.networks.create(name, labels=labels, driver="bridge")
+        """A bridge network whose subnet is fixed, so the daemons can have fixed addresses.
+
+        Docker gives a container a chosen address only on a network made with an explicit
+        subnet: a first network lets Docker pick a free subnet, the real one is made with it.
+        """
+        if self.network_exists(name):
+            return
+        probe = self.client.networks.create(name, labels=labels, driver="bridge")
+        try:
+            probe.reload()
+            subnets = [c for c in (probe.attrs.get("IPAM") or {}).get("Config") or [] if ":" not in c["Subnet"]]
+        finally:
+            probe.remove()
+        pools = [IPAMPool(subnet=c["Subnet"], gateway=c.get("Gateway")) for c in subnets]
+        self.client.networks.create(name, labels={**labels, FIXED_SUBNET: "1"}, driver="bridge",
+                                    ipam=IPAMConfig(pool_configs=pools) if pools else None)
+
+    def daemon_addresses(self, network: str, daemons) -> dict[str, str]:
+        """Fixed addresses at the top of the subnet, as with podman: Docker's DNS forgets a
+        stopped container's name, and postfix would bounce mail for "host not found" instead of
+        keeping it queued. {} for a network made before (the names then go through DNS)."""
+        net = self.client.networks.get(network)
+        if (net.attrs.get("Labels") or {}).get(FIXED_SUBNET) != "1":
+            return {}
+        return top_addresses([c["Subnet"] for c in (net.attrs.get("IPAM") or {}).get("Config") or []], daemons)
 
     def remove_network(self, name: str) -> None:
         for net in self.client.networks.list(names=[name]):
@@ -80,7 +106,9 @@ class DockerEngine(Engine):
             DockerMount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts
         ]
         ports = {f"{p.container_port}/tcp": (p.host_ip or "0.0.0.0", p.host_port) for p in spec.ports}
-        endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases))
+        # A fixed address keeps its MAC too (Docker derives the MAC from the address).
+        own_address = dict(spec.addresses).get(spec.daemon)
+        endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases), ipv4_address=own_address)
         try:
             container = self.client.containers.create(
                 spec.image,
@@ -92,6 +120,7 @@ class DockerEngine(Engine):
                 ports=ports,
                 network=spec.network,
                 networking_config={spec.network: endpoint},
+                extra_hosts=dict(spec.addresses) or None,
                 ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits],
                 restart_policy={"Name": spec.restart_policy},
             )

@@ -6,7 +6,6 @@ service`), so a fresh host needs no systemd unit.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from ..stack import ContainerSpec, Mount
-from .base import ContainerInfo, Engine, EngineError, published_ports
+from .base import ContainerInfo, Engine, EngineError, published_ports, top_addresses
 
 
 def _socket_path() -> Path:
@@ -154,12 +153,7 @@ class PodmanEngine(Engine):
         daemons find each other at once, after any restart. The top of the subnet keeps
         clear of the addresses podman hands out from the bottom to other containers.
         """
-        for subnet in self._subnets(network):
-            net = ipaddress.ip_network(subnet["subnet"])
-            if net.version == 4 and net.num_addresses >= 64:
-                top = list(net.hosts())[-len(daemons):]
-                return {daemon: str(address) for daemon, address in zip(daemons, top, strict=True)}
-        return {}
+        return top_addresses([s["subnet"] for s in self._subnets(network)], daemons)
 
     def _dns_options(self, network: str) -> dict[str, list[str]]:
         """Only the network's DNS (aardvark-dns, on its gateway), retried after 1 s, for the
