@@ -8,11 +8,13 @@ with that script's reason, only when dockerd cannot start.
 from __future__ import annotations
 
 import imaplib
+import os
 import poplib
 import shutil
 import smtplib
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,26 @@ def test_managesieve_greeting(dk1):
     greeting = sieve_greeting(dk1.port(4190))
     assert "IMPLEMENTATION" in greeting, greeting
     assert "\r\nOK" in greeting
+
+
+def test_a_crashed_daemon_is_restarted_by_docker_and_keeps_its_address(dk1):
+    """The restart policy on Docker; the fixed address (in every /etc/hosts) survives, so
+    postfix reaches the restarted dovecot and never has to look its name up."""
+    name = f"{INSTANCE}-dovecot"
+    address = _docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+    pid = _docker("inspect", "-f", "{{.State.Pid}}", name)[0]
+    os.kill(int(pid), 9)
+    deadline = time.monotonic() + 60
+    while True:
+        rows = {row["daemon"]: row for row in dk1("status", "--json", "--engine", "docker").json()}
+        if rows["dovecot"]["health"] == "healthy":
+            break
+        assert time.monotonic() < deadline, rows["dovecot"]
+        time.sleep(1)
+    assert rows["dovecot"]["restarts"] == 1
+    assert _docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name) == address
+    assert f"{address[0]}\tdovecot" in subprocess.run(["docker", "exec", f"{INSTANCE}-postfix", "cat", "/etc/hosts"],
+                                                      capture_output=True, text=True).stdout
 
 
 def test_down_purge_leaves_nothing(dk1):
