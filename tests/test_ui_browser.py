@@ -401,5 +401,9 @@ def test_every_page_has_its_manifest_title(ui, page):
         expect(page.locator("#main .page > p.error")).to_have_count(0)
         assert unlabelled(page) == [], f"unlabelled fields on {route['path']}"
         shot(page, f"page-{route['path']}")
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, f"{route['path']} wider than a phone"
+        shot(page, f"phone-{route['path']}")
+        page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_role("button", name="Log out").click()
     expect(page.locator("#login-form")).to_be_visible()
