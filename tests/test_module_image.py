@@ -80,8 +80,10 @@ def test_install_up_deliver_and_remove(archive, host):
     cli, units = host
     state_dir = cli.state_dir / NAME
 
+    started = time.monotonic()
     r = cli("install-module", MODULE_IMAGE)
     assert r.code == 0, r.stderr
+    print(f"install-module: {time.monotonic() - started:.1f}s")
     unit_files = sorted(p.name for p in units.iterdir())
     assert unit_files == [f"mailctl-{NAME}-agent.service", f"mailctl-{NAME}-watch.service",
                           f"mailctl-{NAME}-web.service", f"mailctl-{NAME}.service"]
@@ -97,8 +99,10 @@ def test_install_up_deliver_and_remove(archive, host):
     assert again.code != 0 and "already installed" in again.stderr
     assert (module / "installed.json").is_file()
 
+    started = time.monotonic()
     r = cli("up", timeout=300)
     assert r.code == 0, r.stderr
+    print(f"up: {time.monotonic() - started:.1f}s")
     running = _podman("ps", "--filter", f"label=mail.instance={NAME}", "--format", "{{.Image}}").split()
     assert sorted(running) == sorted(f"localhost/mail-{d}:{TAG}" for d in DAEMONS)
 
@@ -116,8 +120,10 @@ def test_install_up_deliver_and_remove(archive, host):
 
     wait_for(delivered, "the message in the user's INBOX over IMAP")
 
+    started = time.monotonic()
     r = cli("remove-module", NAME)
     assert r.code == 0, r.stderr
+    print(f"remove-module: {time.monotonic() - started:.1f}s")
     label = f"label=mail.instance={NAME}"
     assert _podman("ps", "-aq", "--filter", label).split() == []
     assert _podman("volume", "ls", "-q", "--filter", label).split() == []
