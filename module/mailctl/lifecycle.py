@@ -78,6 +78,9 @@ def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatu
     result = []
     for daemon in DAEMONS:
         info = present.get(daemon)
+        if info is not None and info.lost:
+            result.append(DaemonStatus(info.name, daemon, "dead", "stopped", info.restarts))
+            continue
         if info is None:
             result.append(DaemonStatus(instance.container_name(daemon), daemon, "absent", "stopped"))
             continue
@@ -109,6 +112,10 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
         # A rebuilt image or a changed spec means a new container; otherwise reuse it.
         spec.labels["mail.image-id"] = engine.image_id(spec.image)
         info = existing.get(spec.name)
+        if info and info.lost:  # its process is gone and the engine cannot restart it: recreate
+            progress(f"replacing {spec.name} (its process is gone)")
+            engine.force_remove(spec.name)
+            info = None
         if info and all(info.labels.get(k) == spec.labels[k] for k in ("mail.spec-hash", "mail.image-id")):
             if info.state != "running":
                 engine.start(spec.name)

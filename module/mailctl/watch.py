@@ -12,7 +12,7 @@ mailctl's own way to stop an instance, `mailctl down`, removes its containers: s
 container of the instance that exists and does not run is never wanted. The watcher (one
 process per instance, the systemd unit mailctl-watch@.service) looks every few seconds;
 a container found down twice in a row (the engine's own restart comes first) makes it
-remove the dead ones and run `up`, which starts or recreates them and waits for health.
+run `up`, which starts the stopped ones, recreates the dead ones and waits for health.
 It acts only while it holds the instance's action lock: never during an action, an
 import or `mailctl down`.
 """
@@ -20,7 +20,6 @@ import or `mailctl down`.
 from __future__ import annotations
 
 import fcntl
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,8 +34,8 @@ def broken(info: ContainerInfo) -> str | None:
     """Why the container needs help ("stopped", "dead"), or None when it runs."""
     if info.state in ("exited", "stopped", "created", "dead"):
         return "stopped"
-    if info.state == "running" and info.pid and not os.path.exists(f"/proc/{info.pid}"):
-        return "dead"  # the engine lost track of it (podman: conmon gone)
+    if info.lost:
+        return "dead"
     return None
 
 
@@ -78,9 +77,7 @@ class Watcher:
                 return []
             for name, why in sorted(heal.items()):
                 self.log(f"watch: {name} is {why}: bringing it back")
-                if why == "dead":
-                    self.engine.force_remove(name)
-            try:
+            try:  # up starts what is stopped and recreates what is dead
                 lifecycle.up(self.instance, progress=lambda m: self.log(f"watch: {m}"))
             except MailError as exc:
                 self.log(f"watch: {self.instance.name} did not come back: {exc}")

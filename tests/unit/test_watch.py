@@ -10,6 +10,8 @@ from mailctl.watch import Watcher, broken
 
 
 def test_stopped_and_dead_containers_are_broken_running_ones_are_not():
+    assert ContainerInfo("i-dovecot", "running", pid=2**22 + 12345).lost
+    assert not ContainerInfo("i-dovecot", "exited", pid=2**22 + 12345).lost
     assert broken(ContainerInfo("i-dovecot", "exited")) == "stopped"
     assert broken(ContainerInfo("i-dovecot", "running", pid=os.getpid())) is None
     assert broken(ContainerInfo("i-dovecot", "running", pid=2**22 + 12345)) == "dead"  # no such process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ class ContainerInfo:
     restarts: int = 0
     # the host pid of its main process while it runs (0 if unknown)
     pid: int = 0
+
+    @property
+    def lost(self) -> bool:
+        """Shown running, but its main process is gone: the engine lost track of it (podman,
+        once the container's conmon died, neither notices nor restarts it)."""
+        return self.state == "running" and self.pid > 0 and not os.path.exists(f"/proc/{self.pid}")
 
     @property
     def instance(self) -> str | None:
