@@ -37,7 +37,7 @@ import time
 from _instance import DOMAIN, HOST, USER, BenchInstance
 
 from mailctl import __version__
-from mailctl.stack import DAEMONS
+from mailctl.stack import DAEMONS, RELOAD_COMMAND
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 TARGET_RATIO = 0.80
@@ -67,7 +67,7 @@ def last_header(imap: imaplib.IMAP4) -> email.message.Message:
 def set_filter(mail: BenchInstance, on: bool) -> None:
     """Milter on (the rendered configuration) or off, in the running postfix."""
     if on:
-        mail.exec("postfix", "/usr/local/bin/reload")
+        mail.exec("postfix", *RELOAD_COMMAND)
     else:
         mail.exec("postfix", "postconf", "-e", "smtpd_milters=", "non_smtpd_milters=")
         mail.exec("postfix", "postfix", "reload")

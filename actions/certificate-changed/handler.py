@@ -8,7 +8,6 @@ come back (ctx.undo).
 
 from pathlib import Path
 
-from mailctl.errors import MailError
 from mailctl.tls import CertificateProblem, check_pair, install_certificate, snapshot
 
 PAIRS = (("certificate", "key"), ("certificate_file", "key_file"))
@@ -18,11 +17,7 @@ TLS_DAEMONS = ("postfix", "dovecot")
 def _restore_and_reload(ctx, restore):
     """Undo: the previous files back, and the daemons (already reloaded) read them again."""
     restore()
-    for daemon in TLS_DAEMONS:
-        try:
-            ctx.engine.exec(ctx.instance.container_name(daemon), ["/usr/local/bin/reload"])
-        except MailError:
-            pass  # best effort: an instance that is down reads the files when it starts
+    ctx.applier.reload_after_undo(TLS_DAEMONS)
 
 
 def _read(ctx, data, field):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .errors import MailError
 from .faults import corrupt_staging
 from .render import ConfigTree
 from .settings import Instance
-from .stack import DAEMONS
+from .stack import DAEMONS, RELOAD_COMMAND
 from .state import Store
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Applier:
                 continue
             staged = f"/config/{change.staging.name}/{daemon}"
             name = self.instance.container_name(daemon)
-            code, out = self.engine.exec(name, ["/usr/local/bin/reload", "--check", staged])
+            code, out = self.engine.exec(name, [*RELOAD_COMMAND, "--check", staged])
             if code != 0:
                 last = " ".join(out.strip().splitlines()[-3:])
                 raise ConfigCheckFailed(f"{daemon} refused the new configuration: {last}")
@@ -100,9 +101,27 @@ class Applier:
         if daemon in RESTART_ON_CHANGE:
             self.engine.restart(name)
             return
-        code, out = self.engine.exec(name, ["/usr/local/bin/reload"])
+        code, out = self.engine.exec(name, list(RELOAD_COMMAND))
         if code != 0:
             raise MailError(f"{daemon} reload failed: {' '.join(out.strip().splitlines()[-3:])}")
+
+    def reload_after_undo(self, daemons: Iterable[str]) -> None:
+        """Reload the running `daemons` again once the files they read are put back.
+
+        Used by every undo path (the rendered configuration, secrets, TLS files). A daemon
+        that is not running reads the files when it starts; one whose reload fails is
+        logged and left for its next reload, and the others are still reloaded.
+        """
+        running = self.running_daemons()
+        for daemon in daemons:
+            if daemon not in running:
+                continue
+            try:
+                self.reload_daemon(daemon)
+            except MailError as exc:
+                # The files are back and the next reload picks them up; until then the
+                # daemon runs the configuration of the failed action: say so.
+                log.error("undo: %s still runs the new configuration, its reload failed: %s", daemon, exc)
 
     def reload(self, change: Change) -> None:
         """Reload (or restart) every changed daemon that is running."""
@@ -121,13 +140,7 @@ class Applier:
         """Put the previous files back and reload what was reloaded with the new ones."""
         if change.swapped:
             self.tree.restore(change.previous, change.staging)
-            for daemon in change.reloaded:
-                try:
-                    self.reload_daemon(daemon)
-                except MailError as exc:
-                    # The files are back and the next reload picks them up; until then the
-                    # daemon runs the configuration of the failed action: say so.
-                    log.error("undo: %s still runs the new configuration, its reload failed: %s", daemon, exc)
+            self.reload_after_undo(change.reloaded)
         else:
             shutil.rmtree(change.staging, ignore_errors=True)
         self.marker.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from ldap3 import BASE, NONE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
 
 from .context import EMBEDDED_LDAP, SYSTEM_CA_FILE, user_domain_config
-from .errors import MailError
 from .secrets import write_secret
 from .state import Store
 from .userdomains import bind_secret_name
@@ -121,11 +120,7 @@ def _write_with_undo(ctx: ActionContext, name: str, content: str, reload_after_u
         else:
             write_secret(path, old)
         if reload_after_undo:  # the runner reloaded them before this step: again with the old secret
-            for daemon in LDAP_DAEMONS:
-                try:
-                    ctx.engine.exec(ctx.instance.container_name(daemon), ["/usr/local/bin/reload"])
-                except MailError:
-                    pass
+            ctx.applier.reload_after_undo(LDAP_DAEMONS)
 
     ctx.undo.append(undo)
     return True

@@ -49,12 +49,20 @@ class ActionContext:
     # newest first if the action fails after making them.
     undo: list[Callable[[], None]] = field(default_factory=list)
     _engine: Engine | None = None
+    _applier: Applier | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             self._engine = get_engine(self.instance.engine)
         return self._engine
+
+    @property
+    def applier(self) -> Applier:
+        """The runner's applier: undo steps of files read at reload call its reload_after_undo."""
+        if self._applier is None:
+            self._applier = Applier(self.instance, self.engine)
+        return self._applier
 
     def reject(self, field_name: str, error: str, value: Any = None, message: str = "") -> None:
         """Refuse the input (exit 10) with one NS8 error naming `field_name`."""
@@ -179,7 +187,7 @@ def undo_steps(action: str, steps: list[Callable[[], None]]) -> list[str]:
 def _run_locked(instance, store, handler, action, data, progress) -> Any:
     applier = Applier(instance)
     applier.recover(store)  # repair what a killed action may have left
-    ctx = ActionContext(instance, store, progress)
+    ctx = ActionContext(instance, store, progress, _applier=applier)
     change = None
     store.conn.execute("BEGIN IMMEDIATE")
     try:

@@ -57,6 +57,11 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     **{d: ("/usr/local/bin/entrypoint",) for d in ("openldap", "clamav", "rspamd", "dovecot", "postfix")},
 }
 
+# Every image has these scripts (images/<daemon>/): `reload` applies /config/current (or,
+# with `--check DIR`, only checks the files in DIR); `healthcheck` exits 0 when it serves.
+RELOAD_COMMAND = ("/usr/local/bin/reload",)
+HEALTH_COMMAND = ("/usr/local/bin/healthcheck",)
+
 # Start order: what a daemon connects to is started before it.
 DAEMONS = ("redis", "openldap", "clamav", "rspamd", "dovecot", "postfix")
 
@@ -120,8 +125,7 @@ class ContainerSpec:
     ulimits: tuple[tuple[str, int, int], ...]
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    health_command: tuple[str, ...] = ("/usr/local/bin/healthcheck",)
-    reload_command: tuple[str, ...] = ("/usr/local/bin/reload",)
+    health_command: tuple[str, ...] = HEALTH_COMMAND
     # (daemon, address) of every daemon on the network, for /etc/hosts; () means DNS
     addresses: tuple[tuple[str, str], ...] = ()
     # The engine starts the container again whenever its daemon dies (crash, OOM kill,
