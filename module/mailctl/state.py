@@ -7,9 +7,10 @@ address_targets; mailboxes.py: mailboxes and forward_targets; relayrules.py,
 publicmailboxes.py, filter.py: their own table), run on `store.conn`. A module that
 needs another one's rows calls that module, never its tables.
 
-Daemon configuration is derived from it. Postfix also reads it directly through
-`sqlite:` lookup tables, so it holds no secrets (those live in the secrets
-directory, mode 0600) and is readable by the daemons' users.
+Daemon configuration is derived from it. Postfix and dovecot also read it directly,
+through SQL views made for them (the last migration: postfix_*, dovecot_*), so it holds
+no secrets (those live in the secrets directory, mode 0600) and is readable by the
+daemons' users.
 
 The database uses the rollback journal (not WAL): postfix opens it read-only
 through a read-only mount and must never need to write a -shm file.
@@ -119,6 +120,53 @@ MIGRATIONS: list[str] = [
         mailbox TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
         acls    TEXT NOT NULL DEFAULT '[]'      -- JSON list of ACL entries (action input form)
     );
+    """,
+    # The state/daemon contract: the daemons read the state only through these views,
+    # named for their reader (postfix_* by the sqlite: maps of templates/postfix,
+    # dovecot_* by the SQL passdb/userdb of templates/dovecot and images/dovecot/spam-retention).
+    # A migration that changes a table keeps these views answering the same columns.
+    # tests/unit/test_state_contract.py runs every rendered query against them.
+    """
+    CREATE VIEW postfix_domains AS
+        SELECT domain, addusers, addgroups, bccaddr FROM domains;
+    -- Each explicit address in each domain it is valid in, with its targets: a domain
+    -- address wins over a wildcard address with the same local part.
+    CREATE VIEW postfix_addresses AS
+        SELECT local, domain, target FROM address_targets WHERE domain != '*'
+        UNION ALL
+        SELECT w.local, d.domain, w.target FROM address_targets w JOIN domains d
+            WHERE w.domain = '*' AND NOT EXISTS (
+                SELECT 1 FROM address_targets x WHERE x.local = w.local AND x.domain = d.domain);
+    -- The addresses refused from outside, by the same precedence: a domain address, else a
+    -- wildcard address, else the automatic address of a user or group marked internal.
+    CREATE VIEW postfix_internal_addresses AS
+        SELECT a.local, a.domain FROM addresses a JOIN domains d ON d.domain = a.domain WHERE a.internal = 1
+        UNION ALL
+        SELECT w.local, d.domain FROM addresses w JOIN domains d
+            WHERE w.domain = '*' AND w.internal = 1 AND NOT EXISTS (
+                SELECT 1 FROM addresses x WHERE x.local = w.local AND x.domain = d.domain)
+        UNION ALL
+        SELECT j.value, d.domain FROM settings s, json_each(s.value, '$.adduser') j JOIN domains d
+            WHERE s.key = 'internal_auto_addresses' AND d.addusers = 1 AND NOT EXISTS (
+                SELECT 1 FROM addresses x WHERE x.local = j.value AND x.domain IN (d.domain, '*'))
+        UNION ALL
+        SELECT j.value, d.domain FROM settings s, json_each(s.value, '$.addgroup') j JOIN domains d
+            WHERE s.key = 'internal_auto_addresses' AND d.addgroups = 1 AND NOT EXISTS (
+                SELECT 1 FROM addresses x WHERE x.local = j.value AND x.domain IN (d.domain, '*'));
+    CREATE VIEW postfix_catchall AS
+        SELECT domain, target FROM catchall_targets;
+    CREATE VIEW postfix_forwards AS
+        SELECT user, target FROM forward_targets;
+    CREATE VIEW postfix_disabled_mailboxes AS
+        SELECT user FROM mailboxes WHERE enabled = 0;
+    CREATE VIEW postfix_public_mailboxes AS
+        SELECT mailbox FROM public_mailboxes;
+    CREATE VIEW postfix_relay_rules AS
+        SELECT rule_type, rule_subject, nexthop, transport, mandatory_tls FROM relay_rules WHERE enabled = 1;
+    CREATE VIEW dovecot_mailboxes AS
+        SELECT user, enabled, quota_custom, quota_limit FROM mailboxes;
+    CREATE VIEW dovecot_spam_retention AS
+        SELECT user, spam_retention AS days FROM mailboxes WHERE spam_custom = 1;
     """,
 ]
 
