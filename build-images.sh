@@ -50,7 +50,9 @@ fi
 for daemon in "${DAEMONS[@]}"; do
     image="localhost/mail-${daemon}:${TAG}"
     echo ">> building $image"
+    # images/common (shell helpers shared by the image scripts) is the build context "common".
     podman build --quiet --layers "${ULIMITS[@]}" --build-arg "VERSION=${VERSION}" \
+        --build-context common=images/common \
         -t "$image" -f "images/${daemon}/Containerfile" "images/${daemon}" >/dev/null
 done
 
