@@ -1,4 +1,5 @@
-"""The JSON Schemas of the actions: `actions/<name>/validate-{input,output}.json`.
+"""The JSON Schemas of the actions: `actions/<name>/validate-{input,output}.json`, and the
+translation of their validation errors into the NS8 error list.
 
 Schema files carry no `$id`: each one's base URI is its own file:// path, so
 `{"$ref": "../definitions.json#/definitions/domain"}` resolves against the
@@ -134,3 +135,45 @@ def _inline(node: Any, resolver: Any, depth: int) -> Any:
         target = _inline(resolved.contents, resolved.resolver, depth + 1)
         return {k: v for k, v in target.items() if k not in _FILE_KEYS} if isinstance(target, dict) else target
     return {key: _inline(value, resolver, depth) for key, value in node.items()}
+
+
+def validation_errors(action: str, kind: str, data: Any) -> list[dict[str, Any]]:
+    """The NS8 error list for `data` against the action's input or output schema."""
+    validator = load_validator(action, kind)
+    errors = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = [str(p) for p in err.absolute_path]
+        value = err.instance
+        if err.validator == "required":
+            missing = err.message.split("'")[1]
+            path.append(missing)
+            value = None
+        elif err.validator == "additionalProperties":
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            path.append(extra[0] if extra else "")
+            value = err.instance.get(path[-1]) if extra else None
+        elif err.validator == "not" and isinstance(err.instance, dict) and _forbidden(err.validator_value):
+            # {"not": {"required": [X]}} (or an anyOf of those): X is forbidden here,
+            # e.g. the domain of a wildcard address: name X as the field.
+            names = _forbidden(err.validator_value)
+            path.append(next((k for k in names if k in err.instance), names[0]))
+            value = err.instance.get(path[-1])
+        field_name = ".".join(path)
+        errors.append({
+            "field": field_name,
+            "parameter": path[-1] if path else "",
+            "value": value if isinstance(value, (str, int, float, bool, type(None))) else None,
+            "error": f"{field_name or 'input'}_{err.validator}".replace(".", "_"),
+            "message": err.message[:300],
+        })
+    return errors
+
+
+def _forbidden(schema: Any) -> list[str]:
+    """Property names a `not` schema built from `required` (or anyOf of them) forbids."""
+    if not isinstance(schema, dict):
+        return []
+    names = list(schema.get("required", []))
+    for sub in schema.get("anyOf", []):
+        names += _forbidden(sub)
+    return names

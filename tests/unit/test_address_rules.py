@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailctl.runner import validation_errors
+from mailctl.schemas import validation_errors
 
 DEST = [{"dtype": "user", "name": "bob"}]
 

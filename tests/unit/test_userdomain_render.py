@@ -115,8 +115,9 @@ def test_embedded_domain_has_no_bind_password(tmp_path):
 
 
 def fill(tmp_path: Path, daemon: str, template: str, secret: str) -> str:
-    """Run `fill_secrets` of images/<daemon>/reload on one file, with a fake /run/secrets."""
-    script = (ROOT / "images" / daemon / "reload").read_text()
+    """Run `fill_secrets` (images/common/lib.sh) as images/<daemon>/reload does, with a fake /run/secrets."""
+    assert ". /usr/local/lib/mail/lib.sh" in (ROOT / "images" / daemon / "reload").read_text()
+    script = (ROOT / "images" / "common" / "lib.sh").read_text()
     start = script.index("fill_secrets() {")
     function = script[start:script.index("\n}\n", start) + 3].replace("/run/secrets/", f"{tmp_path}/secrets/")
     (tmp_path / "secrets").mkdir()
