@@ -1,7 +1,7 @@
 """import-module: replace this instance's data and state by an export (archive or directory).
 
 The instance is stopped, its volumes and state replaced, its configuration rendered
-again, and it is started again if it was running (module/mailctl/backup.py).
+again, and it is started again if it was running (module/mailctl/backup/).
 """
 
 from pathlib import Path

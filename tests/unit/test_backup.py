@@ -13,6 +13,9 @@ import pytest
 
 from mailctl import backup
 from mailctl.backup import ArchiveError
+from mailctl.backup.archive import FORMAT, MANIFEST, write_archive
+from mailctl.backup.transfer import work_root, workdir
+from mailctl.backup.volumes import DERIVED_FILES, drop_members
 from mailctl.state import MIGRATIONS, Store
 
 
@@ -30,8 +33,8 @@ def make_export(root, schema_version: int | None = None, manifest: dict | None =
     (root / "volumes").mkdir()
     with tarfile.open(root / "volumes/vmail.tar", "w"):
         pass
-    data = manifest or {"format": backup.FORMAT, "instance": "src", "volumes": ["vmail"]}
-    (root / backup.MANIFEST).write_text(json.dumps(data))
+    data = manifest or {"format": FORMAT, "instance": "src", "volumes": ["vmail"]}
+    (root / MANIFEST).write_text(json.dumps(data))
     return root
 
 
@@ -99,10 +102,10 @@ def test_unpack_refuses_what_is_not_a_usable_export(tmp_path, problem):
             tar.addfile(info, io.BytesIO(b"hi"))
     else:
         manifest = {"no_manifest": None, "bad_format": {"format": 99},
-                    "too_new": None, "missing_volume": {"format": backup.FORMAT, "volumes": ["vmail", "ldap"]}}
+                    "too_new": None, "missing_volume": {"format": FORMAT, "volumes": ["vmail", "ldap"]}}
         make_export(src, len(MIGRATIONS) + 1 if problem == "too_new" else None, manifest.get(problem))
         if problem == "no_manifest":
-            (src / backup.MANIFEST).unlink()
+            (src / MANIFEST).unlink()
         pack(src, archive)
     work = tmp_path / "work"
     work.mkdir()
@@ -120,7 +123,7 @@ def test_archive_is_written_owner_only_even_with_a_lax_umask(tmp_path):
     os.chmod(dest, 0o644)
     old_umask = os.umask(0)
     try:
-        backup._write_archive(dest, [(tmp_path / "secret", "secret")])
+        write_archive(dest, [(tmp_path / "secret", "secret")])
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
@@ -137,7 +140,7 @@ def test_derived_caches_are_dropped_from_a_volume_tar(tmp_path):
             info.size = 1
             info.uid, info.gid = 100, 101
             tar.addfile(info, io.BytesIO(b"x"))
-    backup._drop_members(tar_path, backup.DERIVED_FILES["rspamd"])
+    drop_members(tar_path, DERIVED_FILES["rspamd"])
     with tarfile.open(tar_path) as tar:
         members = tar.getmembers()
     assert [m.name for m in members] == ["./stats.ucl", "./rspamd.rrd"]
@@ -155,17 +158,17 @@ def test_has_data_means_configured_or_with_domains(tmp_path):
 
 
 def test_a_killed_import_leaves_its_work_dir_to_the_next_one(tmp_path):
-    """_workdir cannot clean up after SIGKILL; the next export/import/clone of the same
+    """workdir cannot clean up after SIGKILL; the next export/import/clone of the same
     instance (same lock) does, and never touches another instance's directories."""
     from mailctl.settings import Instance
 
     mine, other = Instance("i1", state_root=tmp_path), Instance("i1-b", state_root=tmp_path)
-    stale = backup.work_root(mine) / "import-killed"
+    stale = work_root(mine) / "import-killed"
     (stale / "volumes").mkdir(parents=True)
     (stale / "volumes/vmail.tar").write_bytes(b"x" * 10)
-    others = backup.work_root(other) / "import-running"
+    others = work_root(other) / "import-running"
     others.mkdir(parents=True)
-    with backup._workdir(mine, "import") as work:
-        assert not stale.exists() and work.parent == backup.work_root(mine)
+    with workdir(mine, "import") as work:
+        assert not stale.exists() and work.parent == work_root(mine)
         assert stat.S_IMODE(work.stat().st_mode) == 0o700
     assert not work.exists() and others.is_dir()
