@@ -56,12 +56,10 @@ def get_address(store: Store, local: str, domain: str) -> dict[str, Any] | None:
 def put_address(store: Store, local: str, domain: str, destinations: list[dict[str, Any]],
                 internal: bool = False, description: str = "") -> None:
     """Add or change an address and the postfix targets of its destinations."""
-    store.conn.execute(
-        "INSERT INTO addresses(local, domain, destinations, internal, description) VALUES(?, ?, ?, ?, ?) "
-        "ON CONFLICT(local, domain) DO UPDATE SET destinations=excluded.destinations, "
-        "internal=excluded.internal, description=excluded.description",
-        (local, domain, json.dumps(destinations, sort_keys=True), int(internal), description),
-    )
+    store.upsert("addresses", {
+        "local": local, "domain": domain, "destinations": json.dumps(destinations, sort_keys=True),
+        "internal": int(internal), "description": description,
+    }, ("local", "domain"))
     store.conn.execute("DELETE FROM address_targets WHERE local=? AND domain=?", (local, domain))
     store.conn.executemany(
         "INSERT INTO address_targets(local, domain, target) VALUES(?, ?, ?)",

@@ -34,13 +34,11 @@ def get_domain(store: Store, domain: str) -> dict[str, Any] | None:
 
 def put_domain(store: Store, d: dict[str, Any]) -> None:
     """Add or change a domain (not its DKIM flag) and its catch-all target."""
-    store.conn.execute(
-        "INSERT INTO domains(domain, addusers, addgroups, catchall, bccaddr, description) "
-        "VALUES(:domain, :addusers, :addgroups, :catchall, :bccaddr, :description) "
-        "ON CONFLICT(domain) DO UPDATE SET addusers=excluded.addusers, addgroups=excluded.addgroups, "
-        "catchall=excluded.catchall, bccaddr=excluded.bccaddr, description=excluded.description",
-        {**d, "catchall": json.dumps(d["catchall"]) if d.get("catchall") else None},
-    )
+    store.upsert("domains", {
+        "domain": d["domain"], "addusers": d["addusers"], "addgroups": d["addgroups"],
+        "catchall": json.dumps(d["catchall"]) if d.get("catchall") else None,
+        "bccaddr": d["bccaddr"], "description": d["description"],
+    }, ("domain",))
     _put_catchall(store, d["domain"], d.get("catchall"))
 
 

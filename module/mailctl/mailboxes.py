@@ -46,17 +46,11 @@ def list_mailboxes(store: Store) -> list[dict[str, Any]]:
 def put_mailbox(store: Store, m: dict[str, Any]) -> None:
     """Change the given settings of a mailbox (the others keep their value) and its forward targets."""
     m = {**get_mailbox(store, m["user"]), **m, "user": m["user"].lower()}
-    store.conn.execute(
-        "INSERT INTO mailboxes(user, enabled, quota_custom, quota_limit, spam_custom, spam_retention, "
-        "forward, keepcopy) VALUES(:user, :enabled, :quota_custom, :quota_limit, :spam_custom, "
-        ":spam_retention, :forward, :keepcopy) ON CONFLICT(user) DO UPDATE SET enabled=excluded.enabled, "
-        "quota_custom=excluded.quota_custom, quota_limit=excluded.quota_limit, "
-        "spam_custom=excluded.spam_custom, spam_retention=excluded.spam_retention, "
-        "forward=excluded.forward, keepcopy=excluded.keepcopy",
-        {**m, "enabled": int(m["enabled"]), "quota_custom": int(m["quota_custom"]),
-         "spam_custom": int(m["spam_custom"]), "keepcopy": int(m["keepcopy"]),
-         "forward": json.dumps(m["forward"]) if m["forward"] else None},
-    )
+    store.upsert("mailboxes", {
+        "user": m["user"], "enabled": int(m["enabled"]), "quota_custom": int(m["quota_custom"]),
+        "quota_limit": m["quota_limit"], "spam_custom": int(m["spam_custom"]), "spam_retention": m["spam_retention"],
+        "forward": json.dumps(m["forward"]) if m["forward"] else None, "keepcopy": int(m["keepcopy"]),
+    }, ("user",))
     store.conn.execute("DELETE FROM forward_targets WHERE user=?", (m["user"],))
     if m["forward"]:
         targets = [recipient_of(d) for d in m["forward"]]

@@ -88,11 +88,7 @@ def list_rows(store: Store) -> list[dict[str, Any]]:
 
 
 def put(store: Store, name: str, acls: list[dict[str, Any]]) -> None:
-    store.conn.execute(
-        "INSERT INTO public_mailboxes(mailbox, acls) VALUES(?, ?) "
-        "ON CONFLICT(mailbox) DO UPDATE SET acls = excluded.acls",
-        (name, json.dumps(acls, sort_keys=True)),
-    )
+    store.upsert("public_mailboxes", {"mailbox": name, "acls": json.dumps(acls, sort_keys=True)}, ("mailbox",))
 
 
 def names(store: Store) -> set[str]:

@@ -83,17 +83,12 @@ def get_rule(store: Store, rule_type: str, subject: str) -> dict[str, Any] | Non
 
 
 def put_rule(store: Store, rule: dict[str, Any]) -> None:
-    store.conn.execute(
-        "INSERT INTO relay_rules(rule_type, rule_subject, host, port, mandatory_tls, username, has_password, "
-        "enabled, nexthop, transport) VALUES(:rule_type, :rule_subject, :host, :port, :mandatory_tls, "
-        ":username, :has_password, :enabled, :nexthop, :transport) "
-        "ON CONFLICT(rule_type, rule_subject) DO UPDATE SET host=excluded.host, port=excluded.port, "
-        "mandatory_tls=excluded.mandatory_tls, username=excluded.username, has_password=excluded.has_password, "
-        "enabled=excluded.enabled, nexthop=excluded.nexthop, transport=excluded.transport",
-        {**rule, "mandatory_tls": int(rule["mandatory_tls"]), "has_password": int(rule["has_password"]),
-         "enabled": int(rule["enabled"]), "nexthop": nexthop(rule["host"], rule["port"]),
-         "transport": transport(rule["port"])},
-    )
+    store.upsert("relay_rules", {
+        "rule_type": rule["rule_type"], "rule_subject": rule["rule_subject"], "host": rule["host"],
+        "port": rule["port"], "mandatory_tls": int(rule["mandatory_tls"]), "username": rule["username"],
+        "has_password": int(rule["has_password"]), "enabled": int(rule["enabled"]),
+        "nexthop": nexthop(rule["host"], rule["port"]), "transport": transport(rule["port"]),
+    }, ("rule_type", "rule_subject"))
 
 
 def delete_rule(store: Store, rule_type: str, subject: str) -> None:

@@ -237,6 +237,17 @@ class Store:
             raise
         self.conn.execute("COMMIT")
 
+    def upsert(self, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
+        """Insert `row` (column -> value) into `table`, or update the row with the same `key` columns.
+
+        Table and column names come from the feature modules' code, never from input.
+        """
+        columns = ", ".join(row)
+        values = ", ".join(f":{c}" for c in row)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in row if c not in key)
+        self.conn.execute(f"INSERT INTO {table}({columns}) VALUES({values}) "
+                          f"ON CONFLICT({', '.join(key)}) DO UPDATE SET {updates}", row)
+
     # Settings: JSON values under string keys, with defaults.
     def get(self, key: str) -> Any:
         row = self.conn.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
@@ -245,11 +256,7 @@ class Store:
         return json.loads(row["value"])
 
     def set(self, key: str, value: Any) -> None:
-        self.conn.execute(
-            "INSERT INTO settings(key, value) VALUES(?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (key, json.dumps(value, sort_keys=True)),
-        )
+        self.upsert("settings", {"key": key, "value": json.dumps(value, sort_keys=True)}, ("key",))
 
     def settings(self) -> dict[str, Any]:
         values = {k: self.get(k) for k in DEFAULT_SETTINGS}

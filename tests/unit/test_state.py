@@ -92,3 +92,10 @@ def test_a_dropped_destination_leaves_addresses_catchalls_and_forwards(s):
     assert list_domains(s)[0]["catchall"] is None
     assert s.conn.execute("SELECT count(*) FROM catchall_targets").fetchone()[0] == 0
     assert get_mailbox(s, "ann")["forward"] is None and get_mailbox(s, "ann")["keepcopy"] is False
+
+
+def test_upsert_inserts_then_updates_the_row_with_the_same_key(s):
+    with s.transaction():
+        s.upsert("public_mailboxes", {"mailbox": "Sales", "acls": "[]"}, ("mailbox",))
+        s.upsert("public_mailboxes", {"mailbox": "sales", "acls": '["x"]'}, ("mailbox",))  # NOCASE key
+    assert [tuple(r) for r in s.conn.execute("SELECT mailbox, acls FROM public_mailboxes")] == [("Sales", '["x"]')]
