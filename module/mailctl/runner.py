@@ -148,26 +148,24 @@ def _run_locked(instance, store, handler, action, data, progress) -> Any:
     applier.recover(store)  # repair what a killed action may have left
     ctx = ActionContext(instance, store, progress, _applier=applier)
     change = None
-    store.conn.execute("BEGIN IMMEDIATE")
     try:
-        before = store.conn.total_changes
-        output = handler.run(ctx, data)
-        progress(50)
-        if store.conn.total_changes != before or ctx.force_apply or ctx.reload:
-            change = applier.stage(store, always=tuple(sorted(ctx.reload)))
-            if change.changed:
-                applier.check(change)
-                applier.swap(change)
-                pause_point("after-swap", instance.state_dir)
-                progress(75)
-                applier.reload(change)
-        if os.environ.get("MAIL_VALIDATE_OUTPUT") == "1":
-            errors = validation_errors(action, "output", output)
-            if errors:
-                raise MailError(f"output of {action} does not match validate-output.json: {errors[0]['message']}")
-        store.conn.execute("COMMIT")
+        with store.transaction():  # rolled back on any exception, before the undo below
+            before = store.conn.total_changes
+            output = handler.run(ctx, data)
+            progress(50)
+            if store.conn.total_changes != before or ctx.force_apply or ctx.reload:
+                change = applier.stage(store, always=tuple(sorted(ctx.reload)))
+                if change.changed:
+                    applier.check(change)
+                    applier.swap(change)
+                    pause_point("after-swap", instance.state_dir)
+                    progress(75)
+                    applier.reload(change)
+            if os.environ.get("MAIL_VALIDATE_OUTPUT") == "1":
+                errors = validation_errors(action, "output", output)
+                if errors:
+                    raise MailError(f"output of {action} does not match validate-output.json: {errors[0]['message']}")
     except BaseException:
-        store.conn.execute("ROLLBACK")
         if change is not None:
             applier.undo(change)
         undo_steps(action, ctx.undo)
