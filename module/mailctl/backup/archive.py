@@ -11,7 +11,9 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,12 @@ from .. import __version__
 from ..errors import MailError
 from ..state import MIGRATIONS, Store
 from .volumes import DATA_VOLUMES
+
+# The most an import may unpack (bytes), whatever the free space says: a small archive
+# can expand enormously (gzip), so its content is measured before it is written out.
+MAX_IMPORT_BYTES = int(os.environ.get("MAIL_IMPORT_MAX_BYTES", str(500 * 2**30)))
+# Free space an import leaves on the state filesystem (bytes).
+IMPORT_FREE_MARGIN = 1 * 2**30
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -85,20 +93,77 @@ def resolve_backup(path: Path, snapshot: str | None = None) -> Path:
 
 
 def unpack(source: Path, work: Path) -> dict[str, Any]:
-    """Extract (or copy) an export into `work` and check it; return its manifest."""
+    """Extract (or copy) an export into `work` and check it; return its manifest.
+
+    Only directories and regular files are accepted, from an archive as from a
+    directory: a symbolic link, a hard link or a device in an export could make the
+    import write (or chmod) outside the instance. The size is checked before anything
+    is written (MAX_IMPORT_BYTES and the free space of `work`'s filesystem).
+    """
     if source.is_dir():
-        for item in (MANIFEST, "state", "volumes"):
-            if (source / item).is_dir():
-                shutil.copytree(source / item, work / item, symlinks=True)
-            elif (source / item).is_file():
-                shutil.copy2(source / item, work / item)
+        _copy_export_dir(source, work)
     else:
         try:
             with tarfile.open(source, "r:*") as tar:
-                tar.extractall(work, filter="data")
+                members = tar.getmembers()
+                _check_size(source, work, sum(m.size for m in members if m.isfile()))
+                for member in members:
+                    if not (member.isfile() or member.isdir()):
+                        raise ArchiveError("path", "invalid_archive",
+                                           f"{source}: {member.name} is not a regular file or directory")
+                tar.extractall(work, members=members, filter="data")
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ArchiveError("path", "invalid_archive", f"{source} is not a readable archive: {exc}") from exc
     return check_unpacked(work, source)
+
+
+def _check_size(source: Path, work: Path, size: int) -> None:
+    """Refuse an export bigger than MAX_IMPORT_BYTES or than the free space beside `work`."""
+    usage = shutil.disk_usage(work)
+    room = min(MAX_IMPORT_BYTES, usage.free - IMPORT_FREE_MARGIN)
+    if size > room:
+        raise ArchiveError("path", "archive_too_big",
+                           f"{source} would unpack to {size} bytes; at most {max(room, 0)} may be imported")
+
+
+def _export_entries(source: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every entry of an export directory (manifest, state, volumes), links never followed.
+
+    Raises ArchiveError for anything but directories and regular files with one link.
+    """
+    for top in (MANIFEST, "state", "volumes"):
+        pending = [source / top]
+        while pending:
+            path = pending.pop()
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                pending.extend(sorted(path.iterdir(), reverse=True))
+            elif not stat.S_ISREG(info.st_mode):
+                raise ArchiveError("path", "invalid_archive",
+                                   f"{source}: {path.relative_to(source)} is not a regular file or directory")
+            elif info.st_nlink > 1:
+                raise ArchiveError("path", "invalid_archive",
+                                   f"{source}: {path.relative_to(source)} is a hard link")
+            yield path, info
+
+
+def _copy_export_dir(source: Path, work: Path) -> None:
+    """Copy an extracted export into `work`, checked entry by entry (see _export_entries)."""
+    entries = list(_export_entries(source))
+    _check_size(source, work, sum(info.st_size for _, info in entries if stat.S_ISREG(info.st_mode)))
+    for path, info in entries:
+        target = work / path.relative_to(source)
+        if stat.S_ISDIR(info.st_mode):
+            target.mkdir(mode=0o700, exist_ok=True)
+            continue
+        # O_NOFOLLOW: an entry swapped for a link after the check is not read through.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.chmod(target, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 def check_unpacked(work: Path, source: Path) -> dict[str, Any]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 from pathlib import Path
 
+from ..errors import MailError
 from ..settings import Instance
 
 # Directories of the instance's state dir that make up its state (config/ is derived).
@@ -70,12 +72,18 @@ def remove_path(path: Path) -> None:
 
 
 def _harden_secrets(secrets_dir: Path) -> None:
-    """Secret files 0600 and directories 0700, whatever the archive said."""
+    """Secret files 0600 and directories 0700, whatever the archive said.
+
+    Links are never followed (a link here could point at any file of the host): the
+    unpack refuses them already, this refuses them again rather than chmod their target.
+    """
+    if secrets_dir.is_symlink():
+        raise MailError(f"{secrets_dir} is a symbolic link: the import is refused")
     if not secrets_dir.exists():
         return
-    os.chmod(secrets_dir, 0o700)
     for root, dirs, files in os.walk(secrets_dir):
-        for d in dirs:
-            os.chmod(Path(root) / d, 0o700)
-        for f in files:
-            os.chmod(Path(root) / f, 0o600)
+        for path in [Path(root), *(Path(root) / d for d in dirs), *(Path(root) / f for f in files)]:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                raise MailError(f"{path} is not a regular file or directory: the import is refused")
+            os.chmod(path, 0o700 if stat.S_ISDIR(info.st_mode) else 0o600)
