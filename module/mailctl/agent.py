@@ -8,12 +8,17 @@ the hash `task/module/<instance>/<id>` (fields output, error, exit_code) and as 
 NS8 keys `task/module/<instance>/<id>/{output,error,exit_code}`. If Redis goes
 away, the agent waits and reconnects; a finished task's result is kept until
 it has been stored.
+
+Only actions of the catalogue run (the name is never read as an option), each for at
+most MAIL_TASK_TIMEOUT seconds; the result of an action whose output is a secret
+(SECRET_OUTPUT_TTL) is kept only long enough for the caller to read it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,9 +27,15 @@ from collections.abc import Callable
 import redis
 from tenacity import retry, retry_if_exception_type, wait_exponential
 
+from . import schemas
 from .settings import Instance
 
 RESULT_TTL = 7 * 24 * 3600  # seconds a stored task result is kept
+# Actions whose output is a secret, and the seconds their stored result is kept.
+SECRET_OUTPUT_TTL = {"reveal-master-credentials": 120}
+# Seconds a task may run before it is killed (an import of a large export takes long).
+TASK_TIMEOUT = float(os.environ.get("MAIL_TASK_TIMEOUT", "3600"))
+EXIT_TIMEOUT = 124  # exit code stored for a task killed at its timeout (as timeout(1))
 
 _reconnect = retry(
     retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
@@ -34,8 +45,10 @@ _reconnect = retry(
 
 
 class Agent:
-    def __init__(self, instance: Instance, redis_url: str, log: Callable[[str], None] = print):
+    def __init__(self, instance: Instance, redis_url: str, log: Callable[[str], None] = print,
+                 task_timeout: float = TASK_TIMEOUT):
         self.instance = instance
+        self.task_timeout = task_timeout
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
                                           health_check_interval=15)
         self.log = log
@@ -66,12 +79,17 @@ class Agent:
             task = json.loads(raw)
             task_id, action = str(task["id"]), str(task["action"])
         except (ValueError, KeyError, TypeError):
-            self.log(f"agent: dropped a malformed task: {raw[:200]!r}")
+            self.log(f"agent: dropped a malformed task ({len(raw)} bytes)")  # its data may hold passwords
+            return
+        if action not in schemas.action_names():
+            self.log(f"agent: task {task_id}: unknown action refused")
+            self._store(task_id, 1, "", f"unknown action {action[:100]!r}: not in the catalogue", action)
+            self._publish(task_id, {"progress": 100, "status": "aborted", "exit_code": 1})
             return
         self.log(f"agent: task {task_id}: {action}")
         self._publish(task_id, {"progress": 0, "status": "running", "action": action})
         code, out, err = self._execute(task_id, action, task.get("data"))
-        self._store(task_id, code, out, err)
+        self._store(task_id, code, out, err, action)
         status = ns8_status(code)
         self._publish(task_id, {"progress": 100, "status": status, "exit_code": code})
         self.log(f"agent: task {task_id}: exit {code}")
@@ -83,21 +101,22 @@ class Agent:
             except redis.RedisError:
                 pass  # progress is informative; never let it break a task
 
-        return run_child(self.instance, action, data, relay)
+        return run_child(self.instance, action, data, relay, timeout=self.task_timeout)
 
     @_reconnect
     def _publish(self, task_id: str, message: dict) -> None:
         self.redis.publish(f"progress/{self.prefix}/task/{task_id}", json.dumps(message))
 
     @_reconnect
-    def _store(self, task_id: str, code: int, output: str, error: str) -> None:
+    def _store(self, task_id: str, code: int, output: str, error: str, action: str = "") -> None:
         key = f"task/{self.prefix}/{task_id}"
         result = result_record(code, output, error)
+        ttl = SECRET_OUTPUT_TTL.get(action, RESULT_TTL)
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping=result)
-            pipe.expire(key, RESULT_TTL)
+            pipe.expire(key, ttl)
             for name, value in result.items():
-                pipe.set(f"{key}/{name}", value, ex=RESULT_TTL)
+                pipe.set(f"{key}/{name}", value, ex=ttl)
             pipe.execute()
 
 
@@ -111,27 +130,38 @@ def result_record(exit_code: int, output: str, error: str) -> dict[str, str]:
     return {"output": output.strip(), "error": error.strip(), "exit_code": str(exit_code)}
 
 
-def run_child(instance: Instance, action: str, data, on_progress: Callable[[dict], None]) -> tuple[int, str, str]:
+def run_child(instance: Instance, action: str, data, on_progress: Callable[[dict], None],
+              timeout: float = TASK_TIMEOUT) -> tuple[int, str, str]:
     """Run one action in a child `mailctl run` (the CLI's very code path, lock included).
 
     Returns (exit code, stdout, stderr); each progress line the child writes
-    (`{"progress": N}`) is handed to `on_progress` as it comes.
+    (`{"progress": N}`) is handed to `on_progress` as it comes. A child still running
+    after `timeout` seconds is killed with what it started (EXIT_TIMEOUT).
     """
     read_fd, write_fd = os.pipe()
     env = {**os.environ, "MAIL_INSTANCE": instance.name, "MAIL_STATE_DIR": str(instance.state_root),
            "MAIL_BIND": instance.bind, "MAIL_PORT_OFFSET": str(instance.port_offset),
            "MAIL_ENGINE": instance.engine, "MAIL_PROGRESS_FD": str(write_fd)}
+    # "--": the action is an argument even if it looks like an option (callers check the catalogue too).
     child = subprocess.Popen(
-        [sys.executable, "-m", "mailctl", "run", action, "--data", "-"],
+        [sys.executable, "-m", "mailctl", "run", "--data", "-", "--", action],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, pass_fds=(write_fd,),
+        env=env, pass_fds=(write_fd,), start_new_session=True,
     )
     os.close(write_fd)
     relay = threading.Thread(target=_relay_progress, args=(read_fd, on_progress), daemon=True)
     relay.start()
-    out, err = child.communicate(json.dumps(data if data is not None else ""))
+    try:
+        out, err = child.communicate(json.dumps(data if data is not None else ""), timeout=timeout)
+        code = child.returncode
+    except subprocess.TimeoutExpired:
+        # The whole session: the action and what it started (podman, tar...). The next
+        # action repairs what it left (runner: Applier.recover).
+        os.killpg(child.pid, signal.SIGKILL)
+        out, _ = child.communicate()
+        code, err = EXIT_TIMEOUT, f"action {action} killed after {timeout:.0f}s (task timeout)"
     relay.join(timeout=5)
-    return child.returncode, out, err
+    return code, out, err
 
 
 def _relay_progress(fd: int, on_progress: Callable[[dict], None]) -> None:

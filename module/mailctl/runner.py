@@ -13,8 +13,9 @@ import fcntl
 import importlib.util
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
@@ -25,6 +26,7 @@ from .apply import Applier
 from .engines import Engine, get_engine
 from .errors import MailError, NotImplementedAction, ValidationFailed
 from .faults import pause_point
+from .redact import redact_errors
 from .schemas import validation_errors
 from .secrets import ensure_secrets
 from .settings import Instance
@@ -97,16 +99,48 @@ def normalize_input(data: Any) -> Any:
     return {} if data in ("", None) else data
 
 
+# Seconds an action waits for another action of the same instance to finish.
+LOCK_TIMEOUT = float(os.environ.get("MAIL_LOCK_TIMEOUT", "900"))
+
+
+class InstanceBusy(MailError):
+    """Another action held an instance's lock for longer than the lock timeout."""
+
+
 @contextmanager
-def instance_lock(instance: Instance) -> Iterator[None]:
-    """One action at a time per instance, across processes."""
+def instance_lock(instance: Instance, timeout: float | None = None) -> Iterator[None]:
+    """One action at a time per instance, across processes; wait at most `timeout` seconds."""
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
     instance.state_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
     with open(instance.lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InstanceBusy(f"instance {instance.name} is busy with another action "
+                                       f"(waited {timeout:.0f}s)") from None
+                time.sleep(0.1)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def instance_locks(instances: list[Instance], timeout: float | None = None) -> Iterator[None]:
+    """The locks of several instances, always taken in the same order (state dir path).
+
+    Two actions that each need two instances (clone-module A<-B and B<-A) then never
+    hold one lock each while waiting for the other's.
+    """
+    ordered = sorted({str(i.state_dir): i for i in instances}.items())
+    with ExitStack() as stack:
+        for _, instance in ordered:
+            stack.enter_context(instance_lock(instance, timeout))
+        yield
 
 
 def run_action(instance: Instance, action: str, data: Any = None, progress: Progress | None = None) -> Any:
@@ -115,17 +149,23 @@ def run_action(instance: Instance, action: str, data: Any = None, progress: Prog
     if action not in schemas.action_names():
         raise MailError(f"unknown action {action!r}: 'mailctl actions' lists them")
     data = normalize_input(data)
-    errors = validation_errors(action, "input", data)
-    if errors:
-        raise ValidationFailed(errors)
-    handler = _load_handler(action)
-    with instance_lock(instance):
-        ensure_secrets(instance)
-        store = Store(instance.db_path)
-        try:
-            return _run_locked(instance, store, handler, action, data, progress)
-        finally:
-            store.close()
+    try:
+        errors = validation_errors(action, "input", data)
+        if errors:
+            raise ValidationFailed(errors)
+        handler = _load_handler(action)
+        # A handler that works on other instances too (clone-module) names them.
+        others = handler.other_instances(instance, data) if hasattr(handler, "other_instances") else []
+        with instance_locks([instance, *others]):
+            ensure_secrets(instance)
+            store = Store(instance.db_path)
+            try:
+                return _run_locked(instance, store, handler, action, data, progress)
+            finally:
+                store.close()
+    except ValidationFailed as exc:
+        # Whoever refused the input, no password goes back in the error list.
+        raise ValidationFailed(redact_errors(exc.errors, data)) from None
 
 
 def undo_steps(action: str, steps: list[Callable[[], None]]) -> list[str]:

@@ -1,5 +1,6 @@
 """clone-module: copy another instance of this host (same state root) into this one, by
-an export of it (under its own action lock) imported here."""
+an export of it imported here. The runner holds both instances' action locks, taken in a
+fixed order (runner.instance_locks): two opposite clones never wait for each other."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from .volumes import Progress
 
 def clone_instance(instance: Instance, store: Store, source_name: str, replace: bool = False,
                    engine: Engine | None = None, progress: Progress = no_progress) -> dict[str, Any]:
-    """Copy the instance `source_name` (same host and state root) into `instance`."""
-    from ..runner import instance_lock
+    """Copy the instance `source_name` (same host and state root) into `instance`.
 
+    The caller holds both instances' action locks (runner.instance_locks).
+    """
     if source_name == instance.name:
         raise ArchiveError("source", "same_instance", "an instance cannot be cloned into itself")
     source = Instance(name=source_name, state_root=instance.state_root, engine=instance.engine)
@@ -28,8 +30,7 @@ def clone_instance(instance: Instance, store: Store, source_name: str, replace: 
     engine = engine or get_engine(instance.engine)
     with workdir(instance, "clone") as work:
         archive = work / "clone.tar.gz"
-        with instance_lock(source):
-            export_instance(source, archive, engine, progress)
+        export_instance(source, archive, engine, progress)
         unpacked = work / "unpacked"
         unpacked.mkdir()
         manifest = unpack(archive, unpacked)

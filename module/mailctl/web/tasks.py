@@ -4,18 +4,20 @@ Each task runs in a child `mailctl run`, through the same code as the Redis agen
 (`agent.run_child`), so it holds the instance lock like any other action. Its record
 is the agent's result record (output, error, exit code) plus the running state; on
 exit 10 the output is the error list.
-Records live in the server's memory; the newest `keep` are kept.
+Records live in the server's memory; the newest `keep` are kept, but the output of an
+action whose output is a secret (agent.SECRET_OUTPUT_TTL) only for that many seconds.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any
 
-from ..agent import result_record, run_child
+from ..agent import SECRET_OUTPUT_TTL, result_record, run_child
 from ..settings import Instance
 
 
@@ -53,7 +55,13 @@ class Tasks:
     def get(self, task_id: str) -> dict[str, Any] | None:
         with self._lock:
             record = self._records.get(task_id)
-            return dict(record) if record else None
+            if record is None:
+                return None
+            ttl = SECRET_OUTPUT_TTL.get(record["action"])
+            finished = record.get("finished")
+            if ttl is not None and finished is not None and time.monotonic() - finished > ttl:
+                record["output"] = None  # the secret is gone from memory too
+            return {k: v for k, v in record.items() if k != "finished"}
 
     def _update(self, task_id: str, **fields: Any) -> None:
         with self._lock:
@@ -70,6 +78,6 @@ class Tasks:
         except OSError as exc:  # could not even start the child
             code, out, err = 1, "", f"cannot start the action: {exc}"
         result = result_record(code, out, err)
-        self._update(task_id, status="done" if code == 0 else "failed", progress=100,
+        self._update(task_id, status="done" if code == 0 else "failed", progress=100, finished=time.monotonic(),
                      output=_parse(result["output"]),
                      error=result["error"].removeprefix("mailctl: "), exit_code=code)
