@@ -12,6 +12,17 @@ import ipaddress
 
 from .errors import Reject
 
+# The widest public network a site may let relay: a /8 is the largest IPv4 block ever
+# given to one organisation, a /32 the smallest IPv6 block a registry gives an ISP.
+# Wider networks holding public addresses (0.0.0.0/1 + 128.0.0.0/1...) would make an
+# open relay by pieces. Private, loopback and link-local space may be listed whole.
+MIN_PUBLIC_PREFIX = {4: 8, 6: 32}
+# Address space no site can route from the Internet: private, shared (CGNAT), loopback,
+# link-local and unique local.
+NON_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10", "::1/128"))
+
 
 def network_problem(text: str) -> tuple[str, str] | None:
     """(error code, message) when `text` may not be a relay network, else None."""
@@ -25,7 +36,16 @@ def network_problem(text: str) -> tuple[str, str] | None:
         return "networks_host_bits", f"host bits are set: use {fixed}"
     if net.prefixlen == 0:
         return "networks_open_relay", "a network of every address would make an open relay"
+    widest = MIN_PUBLIC_PREFIX[net.version]
+    if net.prefixlen < widest and not _non_public(net):
+        return "networks_open_relay", (f"a public network wider than /{widest} would make an open relay: "
+                                       "list the networks the site owns")
     return None
+
+
+def _non_public(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """True when `net` lies inside one block of NON_PUBLIC space."""
+    return any(net.version == block.version and net.subnet_of(block) for block in NON_PUBLIC)
 
 
 def normalize_networks(networks: list[str], reject: Reject) -> list[str]:

@@ -105,6 +105,9 @@ def default_rule(store: Store) -> dict[str, Any] | None:
 def normalize(data: dict[str, Any], reject: Reject) -> dict[str, Any]:
     """The rule of an add/alter input (lower-case subject and host), semantic checks done."""
     subject = data["rule_subject"].lower()
+    if not map_key_safe(subject):
+        reject("rule_subject", "rule_subject_invalid", data["rule_subject"],
+               "a relay subject cannot start with '#' (a comment in the credentials map)")
     if data["rule_type"] != "wildcard" and subject.rsplit("@", 1)[-1] in RESERVED_DOMAINS:
         reject("rule_subject", "rule_subject_reserved", data["rule_subject"],
                "internal delivery domains cannot be relayed")
@@ -155,6 +158,12 @@ def _restore(path: Path, previous: str | None) -> None:
         write_secret(path, previous)
 
 
+def map_key_safe(key: str) -> bool:
+    """A key postmap reads as one key: no leading '#' (comment), no white space or control
+    character (end of key, continuation line)."""
+    return bool(key) and not key.startswith("#") and not any(c.isspace() or ord(c) < 32 for c in key)
+
+
 def sasl_key(rule: dict[str, Any]) -> str:
     """What postfix looks up for a rule's credentials: sender address, @domain, or [host]:port."""
     if rule["rule_type"] == "sender":
@@ -171,6 +180,8 @@ def sasl_map(rules: list[dict[str, Any]], passwords: dict[str, str]) -> str:
         password = passwords.get(rule_key(rule))
         key = sasl_key(rule)
         if rule["enabled"] and rule["username"] and password and key not in seen:
+            if not map_key_safe(key) or "\n" in rule["username"] + password:
+                raise ValueError(f"relay rule {rule_key(rule)} cannot be written to the credentials map")
             seen.add(key)
             lines.append(f"{key} {rule['username']}:{password}")
     return "\n".join(lines) + "\n"

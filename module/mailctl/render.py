@@ -31,6 +31,13 @@ def postfix_network(network: str) -> str:
     return f"[{address}]/{length}" if length else f"[{address}]"
 
 
+def postfix_value(value: str) -> str:
+    """A literal main.cf value: "$" doubled (postfix would expand $name), no line breaks."""
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"a postfix parameter value cannot span lines: {value!r}")
+    return value.replace("$", "$$")
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
@@ -41,6 +48,7 @@ def _environment() -> Environment:
     )
     env.filters["yesno"] = lambda v: "yes" if v else "no"
     env.filters["postfix_net"] = postfix_network
+    env.filters["postfix_value"] = postfix_value
     return env
 
 
