@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailctl import relaypolicy, relayrules
+from mailctl import relayaccess, relayrules
 from mailctl.context import render_context
 from mailctl.errors import ValidationFailed
 from mailctl.render import ConfigTree, postfix_value
@@ -19,7 +19,7 @@ def _reject(field, error, value=None, message=""):
                                       ["::/1", "8000::/1"], ["2000::/3"], ["2a00::/16"], ["12.0.0.0/6"]])
 def test_public_networks_wider_than_a_site_are_refused(networks):
     with pytest.raises(ValidationFailed) as err:
-        relaypolicy.normalize_networks(networks, _reject)
+        relayaccess.normalize_networks(networks, _reject)
     assert err.value.errors[0]["error"] == "networks_open_relay"
     assert err.value.errors[0]["field"] == "networks.0"
 
@@ -27,7 +27,7 @@ def test_public_networks_wider_than_a_site_are_refused(networks):
 def test_site_networks_are_accepted():
     ok = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "18.0.0.0/8", "203.0.113.0/24",
           "fc00::/7", "2001:db8::/32", "2a01:4f8::/32", "198.51.100.7"]
-    assert relaypolicy.normalize_networks(ok, _reject) == ok
+    assert relayaccess.normalize_networks(ok, _reject) == ok
 
 
 @pytest.mark.parametrize("subject", ["#x@example.org", "#@example.org"])
