@@ -20,6 +20,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT7
 
+from .redact import redact_errors
 from .settings import PROJECT_ROOT
 
 ACTIONS_DIR: Path = PROJECT_ROOT / "actions"
@@ -138,7 +139,7 @@ def _inline(node: Any, resolver: Any, depth: int) -> Any:
 
 
 def validation_errors(action: str, kind: str, data: Any) -> list[dict[str, Any]]:
-    """The NS8 error list for `data` against the action's input or output schema."""
+    """The NS8 error list for `data` against the action's input or output schema, secrets redacted."""
     validator = load_validator(action, kind)
     errors = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
@@ -166,7 +167,7 @@ def validation_errors(action: str, kind: str, data: Any) -> list[dict[str, Any]]
             "error": f"{field_name or 'input'}_{err.validator}".replace(".", "_"),
             "message": err.message[:300],
         })
-    return errors
+    return redact_errors(errors, data)  # no password back in the list (every caller shows it)
 
 
 def _forbidden(schema: Any) -> list[str]:

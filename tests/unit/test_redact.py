@@ -49,3 +49,9 @@ def test_redaction_keeps_the_field_and_error_code():
                       "error": "password_minLength", "message": "the value of password is not valid"}
     assert "hunter22" not in out[1]["message"]
     assert out[2] == errors[2]  # other fields untouched
+
+
+def test_the_schema_error_list_itself_is_redacted():
+    """Callers that validate without running (the HTTP task route) get a redacted list too."""
+    errors = runner.validation_errors("add-user", "input", {"user": "john", "password": "short1"})
+    assert errors and "short1" not in json.dumps(errors)
