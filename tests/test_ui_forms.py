@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from mailctl import runner, schemas
+from mailctl import schemas
 
 STATIC = Path(__file__).resolve().parents[1] / "module/mailctl/web/static"
 PORT = int(os.environ.get("MAIL_TEST_UI_STATIC_PORT", "23290"))
@@ -59,7 +59,7 @@ def forms():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     names = schemas.action_names()
     inputs = {n: schemas.resolved_schema(n, "input") for n in names}
-    errors = {n: runner.validation_errors(n, "input", {}) for n in names}
+    errors = {n: schemas.validation_errors(n, "input", {}) for n in names}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)

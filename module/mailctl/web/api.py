@@ -156,7 +156,7 @@ async def start_task(request: Request) -> Response:
     except BadBody as bad:
         return bad.response
     # Refuse bad input now, as the synchronous route does, rather than in the task.
-    errors = runner.validation_errors(name, "input", runner.normalize_input(data))
+    errors = schemas.validation_errors(name, "input", runner.normalize_input(data))
     if errors:
         return JSONResponse(errors, status_code=422)
     task_id = _web(request).tasks.start(name, data)
