@@ -74,7 +74,7 @@ def test_add_domain_is_live_for_smtp_without_reload(mail):
 def test_set_queue_settings_reloads_postfix(mail):
     reloads = postfix_reloads(mail)
     mail.run("set-queue-settings", {"maximal_queue_lifetime": 48})
-    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": 48}
+    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": "48"}
     out = mail.exec("postfix", "postconf", "-h", "maximal_queue_lifetime")
     assert out.strip() == "48h"
     assert postfix_reloads(mail) == reloads + 1
@@ -154,7 +154,7 @@ def test_failed_config_check_changes_nothing(mail):
     assert r.code == 1
     assert "postfix refused the new configuration" in r.stderr
     assert (db_dump(mail), config_tree(mail)) == before
-    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": 120}
+    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": "120"}
 
 
 def test_sigkill_during_reload_leaves_instance_consistent(mail):
@@ -174,7 +174,7 @@ def test_sigkill_during_reload_leaves_instance_consistent(mail):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": 120}
+    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": "120"}
     assert b"maximal_queue_lifetime = 120h" in config_tree(mail)["postfix/main.cf"]
     out = mail.exec("postfix", "postconf", "-h", "maximal_queue_lifetime")
     assert out.strip() == "120h"

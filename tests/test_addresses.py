@@ -27,6 +27,8 @@ BOB, CAROL, AUDIT, SALES = "adbob", "adcarol", "adaudit", "adsales"
 def mx(mail):
     """The shared instance, configured, with this file's users and group."""
     mail.run("configure-module", {"hostname": "mail.example.org", "user_domain": "local", "mail_domain": DOMAIN})
+    # group addresses too (configure-module's domain has addusers on, addgroups off, as NS8)
+    mail.run("alter-domain", {"domain": DOMAIN, "addusers": True, "addgroups": True})
     for user in (BOB, CAROL, AUDIT):
         mail.run("add-user", {"user": user, "password": PASSWORD, "display_name": user.title()})
     mail.run("add-group", {"group": SALES, "description": "Sales", "members": [BOB, CAROL]})
@@ -126,6 +128,8 @@ def test_postmaster_cannot_be_removed_but_can_be_redirected(mx):
     send25(mx, [f"postmaster@{DOMAIN}"], f"postmaster {tag}")
     wait_delivered(mx, AUDIT, tag)
     assert "postmaster" in [a["local"] for a in mx.run("list-addresses")["addresses"]]
+    mx.run("alter-address", {"local": "postmaster", "atype": "wildcard",  # back to the built-in public mailbox
+                             "destinations": [{"dtype": "public", "name": "postmaster"}]})
 
 
 def test_wildcard_address_on_two_domains(mx):
@@ -228,7 +232,7 @@ def test_catchall_takes_unknown_recipients(mx):
 
 def test_bccaddr_gets_a_hidden_copy_of_inbound_mail(mx):
     domain = "adbcc.example.com"
-    mx.run("add-domain", {"domain": domain, "bccaddr": f"{AUDIT}@{DOMAIN}"})
+    mx.run("add-domain", {"domain": domain, "addusers": True, "bccaddr": f"{AUDIT}@{DOMAIN}"})
     tag = token()
     send25(mx, [f"{BOB}@{domain}"], f"bcc {tag}")
     wait_delivered(mx, BOB, tag)
@@ -243,7 +247,7 @@ def test_bccaddr_gets_a_hidden_copy_of_inbound_mail(mx):
 
 def test_removed_domain_keeps_delivered_mail(mx):
     domain = "adgone.example.com"
-    mx.run("add-domain", {"domain": domain})
+    mx.run("add-domain", {"domain": domain, "addusers": True})
     mx.run("add-address", {"local": "adold", "atype": "domain", "domain": domain,
                            "destinations": [{"dtype": "user", "name": CAROL}]})
     tag = token()

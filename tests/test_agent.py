@@ -108,7 +108,7 @@ def test_two_tasks_pushed_at_once_run_one_after_the_other(mail, queue):
     assert first_done < second_start, order
     assert result(client, first)["exit_code"] == "0"
     assert result(client, second)["exit_code"] == "0"
-    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": 120}
+    assert mail.run("get-queue-settings") == {"maximal_queue_lifetime": "120"}
 
 
 def test_agent_survives_a_redis_restart(mail, queue):
@@ -119,4 +119,4 @@ def test_agent_survives_a_redis_restart(mail, queue):
     state["server"] = start_redis(tmp_path)
     res = result(client, push(client, "get-queue-settings", ""), timeout=60)
     assert res["exit_code"] == "0"
-    assert json.loads(res["output"]) == {"maximal_queue_lifetime": 120}
+    assert json.loads(res["output"]) == {"maximal_queue_lifetime": "120"}

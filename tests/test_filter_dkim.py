@@ -32,7 +32,7 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 DEFAULTS = {
     "antispam": {"enabled": True, "spam_flag_threshold": 6, "deny_message_threshold": 15,
                  "greylist": {"enabled": False, "threshold": 4}, "rbl": {"enabled": True, "lists": []}},
-    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "low"},
+    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "medium"},
 }
 
 
@@ -116,7 +116,7 @@ def verifies(raw: bytes, txt: bytes) -> bool:
 # DKIM
 def test_dkim_signs_submitted_mail_with_the_published_key(mail, mailbox):
     before = mail.run("get-domain-dkim", {"domain": DOMAIN})
-    assert before["enabled"] is False and before["selector"] == "default"
+    assert before["enabled"] is False and set(before) <= {"enabled", "dkimRecordData", "dkimFullRawRecord"}  # NS8
     out = mail.run("set-domain-dkim", {"domain": DOMAIN, "enabled": True})
     assert out["enabled"] is True and out["dkimRecordData"].startswith("v=DKIM1; k=rsa; p=")
     assert out["dkimFullRawRecord"].startswith("default._domainkey.example.org. IN TXT (")
@@ -205,8 +205,8 @@ def test_deny_threshold_rejects_at_data_and_a_sender_bypass_lets_it_through(mail
 
     rule = {"type": "email", "direction": "from", "value": "Alice@Example.net"}
     mail.run("add-bypass-rule", rule)
-    assert mail.run("list-bypass-rules")["bypass_rules"] == [
-        {"type": "email", "direction": "from", "value": "alice@example.net"}]
+    assert mail.run("list-bypass-rules")["bypass_rules"] == [  # kept as sent (NS8), matched in any case
+        {"type": "email", "direction": "from", "value": "Alice@Example.net"}]
     assert mail.run("add-bypass-rule", rule, expect=10).json()[0]["error"] == "bypass_rule_already_exists"
     title = subject("bypassed")
     relay(mail, message("alice@example.net", mailbox, title, dated=False))

@@ -21,9 +21,10 @@ def run(ctx, data):
         custom = data["spam_retention"].get("custom", True)
         change.update(spam_custom=custom, spam_retention=data["spam_retention"]["value"] if custom else 0)
     if "forward" in data:
-        destinations = check_forward(directory, user, data["forward"], ctx.reject)
+        forward = data["forward"] if isinstance(data["forward"], dict) else {"destinations": []}  # NS8 example: []
+        destinations = check_forward(directory, user, forward, ctx.reject)
         change.update(forward=destinations or None,
-                      keepcopy=bool(destinations) and data["forward"].get("keepcopy", False))
+                      keepcopy=bool(destinations) and forward.get("keepcopy", False))
     put_mailbox(ctx.store, change)
     if change.get("enabled") is False:
         close_sessions(ctx.engine, ctx.instance, user)

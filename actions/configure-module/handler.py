@@ -19,7 +19,7 @@ def run(ctx, data):
     if mail_domain:
         store.set("mail_domain", mail_domain)
         if get_domain(store, mail_domain) is None:
-            put_domain(store, new_domain(mail_domain, description="Primary mail domain"))
+            put_domain(store, new_domain(mail_domain, addusers=True, description="Primary mail domain"))
     store.set("configured", True)
     if regenerate_if_self_signed(ctx.instance.tls_dir, hostname):
         ctx.reload |= {"postfix", "dovecot"}

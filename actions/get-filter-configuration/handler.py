@@ -1,5 +1,6 @@
 """get-filter-configuration: antispam and antivirus settings, the Rspamd web UI address,
-the number of bypass rules and ClamAV's memory use."""
+the number of bypass rules and ClamAV's memory use. Extensions to NS8's fields:
+antispam.rbl, antispam.prefix_email_subject (the spam subject prefix), memory_info.used."""
 
 from mailctl import filter as flt
 from mailctl.context import default_hostname
@@ -9,7 +10,8 @@ def run(ctx, data):
     hostname = ctx.store.get("hostname") or default_hostname()
     return {
         "bypass_rules": len(flt.list_bypass_rules(ctx.store)),
-        "antispam": {**flt.antispam(ctx.store), "rspamd_url": flt.rspamd_url(ctx.instance, hostname)},
+        "antispam": {**flt.antispam(ctx.store), "rspamd_url": flt.rspamd_url(ctx.instance, hostname),
+                     "prefix_email_subject": ctx.store.get("mailbox_settings")["spam_prefix"]},
         "antivirus": {
             **flt.antivirus(ctx.store),
             "memory_info": {

@@ -1,10 +1,7 @@
-"""list-domains: every mail domain with its options and DKIM state."""
+"""list-domains: every mail domain with its options and DKIM state (extension `dkim`)."""
 
-from mailctl import dkim
-from mailctl.domains import list_domains, signing_domains
+from mailctl.domains import list_domains, listed_domains
 
 
 def run(ctx, data):
-    signing = set(signing_domains(ctx.store))
-    return [{**d, "dkim": {"enabled": d["domain"] in signing, "selector": dkim.SELECTOR}}
-            for d in list_domains(ctx.store)]
+    return listed_domains(ctx, list_domains(ctx.store))

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import domains, mailboxes, publicmailboxes
 from .directory import Directory, open_directory
-from .recipients import recipient_of
+from .recipients import destination_name, recipient_of
 from .state import Store
 
 WILDCARD = "*"
@@ -128,13 +128,14 @@ def normalize_destinations(ctx, destinations: list[dict[str, Any]], field: str =
     publics = publicmailboxes.names(ctx.store)
     result: list[dict[str, Any]] = []
     for dest in destinations:
-        dtype, name = dest["dtype"], dest["name"]
+        dtype, name = dest["dtype"], destination_name(dest)
         if dtype in ("user", "group"):
-            name = name.lower()
+            given, name = name, name.lower()
             if name not in (users if dtype == "user" else groups):
-                ctx.reject(field, "address_destination_not_found", dest["name"],
-                           f"{dtype} {dest['name']} does not exist in the user domain")
+                ctx.reject(field, "address_destination_not_found", given,
+                           f"{dtype} {given} does not exist in the user domain")
         elif dtype == "public":
+            name = next((p for p in publics if p.lower() == name.lower()), name)
             if name not in publics:
                 ctx.reject(field, "address_destination_not_found", name, f"public mailbox {name} does not exist")
         elif not _EMAIL.match(name):
@@ -174,7 +175,13 @@ def listed_destination(dest: dict[str, Any], users: dict[str, dict], groups: dic
 
 
 def list_addresses(store: Store, directory: Directory) -> dict[str, Any]:
-    """The list-addresses output: explicit addresses, then the automatic ones."""
+    """The list-addresses output, record for record as NS8 writes it.
+
+    Explicit addresses: local, atype, destinations, domain (atype domain only), and
+    `internal` / `description` only when set; postmaster@* has delete_forbidden. Automatic
+    addresses (while a domain has addusers / addgroups on): atype, local, description (the
+    display name or group description), and `internal` only when set.
+    """
     users = {u["user"]: u for u in directory.users()}
     groups = {g["group"]: g for g in directory.groups()}
     mail_domains = domains.list_domains(store)
@@ -184,32 +191,44 @@ def list_addresses(store: Store, directory: Directory) -> dict[str, Any]:
         item: dict[str, Any] = {
             "local": a["local"], "atype": a["atype"],
             "destinations": [listed_destination(d, users, groups) for d in a["destinations"]],
-            "internal": a["internal"], "description": a["description"],
         }
         if a["domain"] is not None:
             item["domain"] = a["domain"]
+        if a["internal"]:
+            item["internal"] = True
+        if a["description"]:
+            item["description"] = a["description"]
         if a["local"] == POSTMASTER and a["domain"] is None:
             item["delete_forbidden"] = True
         addresses.append(item)
     adduser_domains = [d["domain"] for d in mail_domains if d["addusers"]]
     addgroup_domains = [d["domain"] for d in mail_domains if d["addgroups"]]
+    automatic = []
     if adduser_domains:
-        addresses += [{"local": name, "atype": "adduser", "description": u["display_name"],
-                       "destinations": [{"dtype": "user", "name": name, "ui_name": u["display_name"]}],
-                       "internal": name in internal["adduser"]} for name, u in users.items()]
+        automatic += [("adduser", name, u["display_name"]) for name, u in users.items()]
     if addgroup_domains:
-        addresses += [{"local": name, "atype": "addgroup", "description": g["description"],
-                       "destinations": [{"dtype": "group", "name": name, "ui_name": g["description"]}],
-                       "internal": name in internal["addgroup"]} for name, g in groups.items()]
+        automatic += [("addgroup", name, g["description"]) for name, g in groups.items()]
+    for atype, name, description in automatic:
+        item = {"atype": atype, "local": name, "description": description}
+        if name in internal[atype]:
+            item["internal"] = True
+        addresses.append(item)
     return {"adduser_domains": adduser_domains, "addgroup_domains": addgroup_domains, "addresses": addresses}
 
 
 def list_destinations(store: Store, directory: Directory) -> list[dict[str, Any]]:
-    """Everything an address can point at: users, groups and public mailboxes."""
-    result = [{"dtype": "user", "name": u["user"], "ui_name": u["display_name"] or u["user"]}
-              for u in directory.users()]
-    result += [{"dtype": "group", "name": g["group"], "ui_name": g["description"] or g["group"]}
+    """Everything an address can point at, as NS8 lists it: users with an enabled mailbox
+    and groups (lower-case name, ui_name), public mailboxes (name only), sorted by ui_name
+    (else name)."""
+    disabled = disabled_users(store)
+    result = [{"dtype": "user", "name": u["user"].lower(), "ui_name": u["display_name"]}
+              for u in directory.users() if u["user"] not in disabled]
+    result += [{"dtype": "group", "name": g["group"].lower(), "ui_name": g["description"]}
                for g in directory.groups()]
-    result += [{"dtype": "public", "name": p, "ui_name": p} for p in sorted(publicmailboxes.names(store))]
-    return result
+    result += [{"dtype": "public", "name": p} for p in sorted(publicmailboxes.names(store))]
+    return sorted(result, key=lambda d: (d.get("ui_name") or d["name"]).lower())
 
+
+def disabled_users(store: Store) -> set[str]:
+    """Users whose mailbox is disabled: NS8 leaves them out of the destination pickers."""
+    return {m["user"] for m in mailboxes.list_mailboxes(store) if not m["enabled"]}

@@ -64,8 +64,9 @@ def zone_record(domain: str, data: str) -> str:
 
 
 def state(instance: Instance, store: Store, domain: str) -> dict[str, Any]:
-    """The get-domain-dkim output of an existing domain."""
-    out: dict[str, Any] = {"domain": domain, "enabled": domain in signing_domains(store), "selector": SELECTOR}
+    """The get-domain-dkim output of an existing domain (NS8's fields only: the selector is
+    always `default`)."""
+    out: dict[str, Any] = {"enabled": domain in signing_domains(store)}
     data = record_data(instance, domain)
     if data:
         out["dkimRecordData"] = data

@@ -17,8 +17,8 @@ from .state import Store
 
 
 def new_domain(domain: str, **fields: Any) -> dict[str, Any]:
-    """A domain row with the defaults of add-domain (addusers and addgroups on)."""
-    return {"domain": domain, "addusers": True, "addgroups": True, "catchall": None, "bccaddr": None,
+    """A domain row with the defaults of add-domain (as NS8: addusers and addgroups off)."""
+    return {"domain": domain, "addusers": False, "addgroups": False, "catchall": None, "bccaddr": None,
             "description": "", **{k: v for k, v in fields.items() if v is not None or k in ("catchall", "bccaddr")}}
 
 
@@ -85,3 +85,30 @@ def check_domain_fields(ctx, domain: dict[str, Any]) -> None:
     if dest and dest["dtype"] == "external":
         ctx.reject("catchall.dtype", "catchall_external_not_allowed", dest["dtype"],
                    "a catch-all must be a user, group or public mailbox")
+
+
+def normalize_catchall(ctx, domain: dict[str, Any]) -> dict[str, Any]:
+    """The domain with its catch-all checked (it must exist) and in stored form {dtype, name}."""
+    from .addresses import normalize_destinations  # addresses imports this module
+
+    if not domain.get("catchall"):
+        return domain
+    return {**domain, "catchall": normalize_destinations(ctx, [domain["catchall"]], field="catchall")[0]}
+
+
+def listed_domains(ctx, domains: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Domains as list-domains (and alter-domain) show them: NS8's fields, the catch-all as
+    a listed destination (ui_name, or apo when gone), plus the extension `dkim`."""
+    from .addresses import listed_destination  # addresses and dkim import this module
+    from .directory import open_directory
+    from .dkim import SELECTOR
+
+    signing = set(signing_domains(ctx.store))
+    users, groups = {}, {}
+    if any(d["catchall"] and d["catchall"]["dtype"] in ("user", "group") for d in domains):
+        directory = open_directory(ctx.instance, ctx.store)
+        users = {u["user"]: u for u in directory.users()}
+        groups = {g["group"]: g for g in directory.groups()}
+    return [{**d, "catchall": d["catchall"] and listed_destination(d["catchall"], users, groups),
+             "dkim": {"enabled": d["domain"] in signing, "selector": SELECTOR}}
+            for d in domains]

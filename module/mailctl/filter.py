@@ -37,9 +37,20 @@ def antivirus(store: Store) -> dict[str, Any]:
 
 
 def apply_filter_change(ctx, data: dict[str, Any]) -> None:
-    """set-filter-configuration: merge the given fields into the stored settings, checked."""
-    spam = _merged(antispam(ctx.store), data.get("antispam") or {})
-    virus = _merged(antivirus(ctx.store), data.get("antivirus") or {})
+    """set-filter-configuration: merge the given fields into the stored settings, checked.
+
+    antispam.prefix_email_subject (NS8) is the spam subject prefix of the mailbox settings.
+    """
+    change = dict(data.get("antispam") or {})
+    change.pop("rspamd_url", None)  # read-only fields of get-filter-configuration, sent back by clients
+    prefix = change.pop("prefix_email_subject", None)
+    if prefix is not None:
+        mailbox = ctx.store.get("mailbox_settings")
+        mailbox["spam_prefix"] = {**mailbox.get("spam_prefix", {}), **prefix}
+        ctx.store.set("mailbox_settings", mailbox)
+    spam = _merged(antispam(ctx.store), change)
+    virus_change = {k: v for k, v in (data.get("antivirus") or {}).items() if k != "memory_info"}
+    virus = _merged(antivirus(ctx.store), virus_change)
     flag, deny = spam["spam_flag_threshold"], spam["deny_message_threshold"]
     if deny <= flag:
         ctx.reject("antispam.deny_message_threshold", "deny_threshold_not_above_flag_threshold", deny,
@@ -81,17 +92,16 @@ def clamav_memory_mib(ctx) -> float:
         return 0.0
 
 
-# Bypass rules
-def normalize_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    """The stored form of a rule: addresses and domains lower-case, networks canonical."""
+# Bypass rules: stored as the client sent them (NS8 lists them so); compared and given to
+# rspamd in canonical form: addresses and domains lower-case, IPs and networks parsed.
+def canonical_value(rule: dict[str, Any]) -> str:
+    """The value of a rule as rspamd matches it (and as rules are told apart)."""
     value = rule["value"].strip()
     if rule["type"] in ("email", "domain"):
-        value = value.lower()
-    elif rule["type"] == "ip":
-        value = str(ipaddress.ip_address(value))
-    else:
-        value = str(ipaddress.ip_network(value, strict=False))
-    return {"type": rule["type"], "direction": rule["direction"], "value": value}
+        return value.lower()
+    if rule["type"] == "ip":
+        return str(ipaddress.ip_address(value))
+    return str(ipaddress.ip_network(value, strict=False))
 
 
 def list_bypass_rules(store: Store) -> list[dict[str, Any]]:
@@ -100,17 +110,30 @@ def list_bypass_rules(store: Store) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def find_bypass_rule(store: Store, rule: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored rule equal to `rule` (same type, direction and canonical value)."""
+    wanted = canonical_value(rule)
+    return next((r for r in list_bypass_rules(store) if r["type"] == rule["type"]
+                 and r["direction"] == rule["direction"] and canonical_value(r) == wanted), None)
+
+
 def add_bypass_rule(store: Store, rule: dict[str, Any]) -> bool:
-    """Store `rule` (normalized); False when it already exists."""
-    cur = store.conn.execute("INSERT OR IGNORE INTO bypass_rules(type, direction, value) VALUES(?, ?, ?)",
-                             (rule["type"], rule["direction"], rule["value"]))
-    return cur.rowcount == 1
+    """Store `rule` as given; False when an equal one exists."""
+    if find_bypass_rule(store, rule) is not None:
+        return False
+    store.conn.execute("INSERT INTO bypass_rules(type, direction, value) VALUES(?, ?, ?)",
+                       (rule["type"], rule["direction"], rule["value"]))
+    return True
 
 
 def remove_bypass_rule(store: Store, rule: dict[str, Any]) -> bool:
-    cur = store.conn.execute("DELETE FROM bypass_rules WHERE type = ? AND direction = ? AND value = ?",
-                             (rule["type"], rule["direction"], rule["value"]))
-    return cur.rowcount == 1
+    """Delete the stored rule equal to `rule`; False when there is none."""
+    found = find_bypass_rule(store, rule)
+    if found is None:
+        return False
+    store.conn.execute("DELETE FROM bypass_rules WHERE type = ? AND direction = ? AND value = ?",
+                       (found["type"], found["direction"], found["value"]))
+    return True
 
 
 def bypass_context(store: Store) -> dict[str, list[str]]:
@@ -121,8 +144,9 @@ def bypass_context(store: Store) -> dict[str, list[str]]:
     """
     out: dict[str, list[str]] = {"ips": [], "from": [], "to": []}
     for r in list_bypass_rules(store):
+        value = canonical_value(r)
         if r["type"] in ("ip", "cidr"):
-            out["ips"].append(r["value"])
+            out["ips"].append(value)
         else:
-            out[r["direction"]].append(r["value"] if r["type"] == "email" else f"@{r['value']}")
+            out[r["direction"]].append(value if r["type"] == "email" else f"@{value}")
     return out

@@ -14,7 +14,7 @@ from typing import Any
 from .directory import Directory
 from .engines import Engine
 from .errors import Reject
-from .recipients import recipient_of
+from .recipients import destination_name, recipient_of
 from .settings import Instance
 from .state import Store
 
@@ -96,7 +96,7 @@ def quota_status(mailbox: dict[str, Any], default_limit: int, used_kib: int | No
     status: dict[str, Any] = {"limit": limit, "custom": mailbox["quota_custom"]}
     if used_kib is not None:
         status["value"] = round(used_kib / 1024)
-        status["percent"] = round(used_kib * 100 / (limit * 1024), 1) if limit else 0
+        status["percent"] = round(used_kib * 100 / (limit * 1024)) if limit else 0  # NS8: an integer
     return status
 
 
@@ -133,16 +133,16 @@ def check_forward(directory: Directory, user: str, forward: dict[str, Any], reje
     checked = []
     for i, d in enumerate(forward["destinations"]):
         field = f"forward.destinations.{i}.name"
-        name = d["name"]
+        name = destination_name(d)
         if d["dtype"] == "user":
             name = name.lower()
             if name == user:
-                reject(field, "forward_to_itself", d["name"], "use keepcopy to also keep the messages")
+                reject(field, "forward_to_itself", name, "use keepcopy to also keep the messages")
             require_user(directory, name, reject, field)
         elif d["dtype"] == "group":
             name = name.lower()
             if name not in groups:
-                reject(field, "group_not_found", d["name"], f"no group {d['name']!r} in the user domain")
+                reject(field, "group_not_found", name, f"no group {name!r} in the user domain")
         elif d["dtype"] == "external":
             name = name.lower()
         checked.append({"dtype": d["dtype"], "name": name})

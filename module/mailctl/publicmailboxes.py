@@ -117,6 +117,8 @@ def check_acls(ctx, directory: Directory, acls: list[dict[str, Any]]) -> dict[st
     groups = {g["group"] for g in directory.groups()}
     result: dict[str, list[str]] = {}
     for i, entry in enumerate(acls):
+        if entry["stype"] == "none":  # listed for identifiers that are no user or group: ignored, as NS8
+            continue
         name = entry["subject"]["name"].lower()
         known = users if entry["stype"] == "user" else groups
         if name not in known:
@@ -129,7 +131,8 @@ def check_acls(ctx, directory: Directory, acls: list[dict[str, Any]]) -> dict[st
 def stored_acls(acls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The input entries as kept in the state: lower-case names, no display names."""
     return [{"stype": e["stype"], "subject": {"dtype": e["subject"]["dtype"], "name": e["subject"]["name"].lower()},
-             "rights": {"rtype": e["rights"]["rtype"], "values": rights_values(e["rights"])}} for e in acls]
+             "rights": {"rtype": e["rights"]["rtype"], "values": rights_values(e["rights"])}}
+            for e in acls if e["stype"] != "none"]
 
 
 # Dovecot -------------------------------------------------------------------------------
@@ -252,10 +255,11 @@ def list_public_mailboxes(store: Store, dovecot: Dovecot, directory: Directory) 
     return result
 
 
-def list_acl_subjects(directory: Directory) -> list[dict[str, Any]]:
-    """Every user and group of the user domain, the subjects rights can be given to."""
+def list_acl_subjects(directory: Directory, hidden_users: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every user and group of the user domain, the subjects rights can be given to
+    (NS8 hides the users whose mailbox is disabled: `hidden_users`)."""
     subjects = [{"dtype": "user", "name": u["user"], "ui_name": u["display_name"] or u["user"]}
-                for u in directory.users()]
+                for u in directory.users() if u["user"] not in hidden_users]
     subjects += [{"dtype": "group", "name": g["group"], "ui_name": g["description"] or g["group"]}
                  for g in directory.groups()]
     return subjects

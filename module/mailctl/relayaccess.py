@@ -25,15 +25,15 @@ NON_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
 
 
 def network_problem(text: str) -> tuple[str, str] | None:
-    """(error code, message) when `text` may not be a relay network, else None."""
+    """(error code, message) when `text` may not be a relay network, else None.
+
+    A network with host bits set (10.0.0.1/24) is accepted, as NS8 does: postfix gets
+    its network (10.0.0.0/24, render.postfix_network).
+    """
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        try:
-            fixed = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            return "networks_invalid", "not an IP address or CIDR network"
-        return "networks_host_bits", f"host bits are set: use {fixed}"
+        return "networks_invalid", "not an IP address or CIDR network"
     if net.prefixlen == 0:
         return "networks_open_relay", "a network of every address would make an open relay"
     widest = MIN_PUBLIC_PREFIX[net.version]
@@ -49,18 +49,22 @@ def _non_public(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
 
 
 def normalize_networks(networks: list[str], reject: Reject) -> list[str]:
-    """Canonical text of each IP or CIDR network, duplicates dropped, order kept.
+    """The networks as the client wrote them (NS8 lists them so), duplicates (same
+    network in any notation) dropped, order kept.
 
-    A network with host bits set (10.0.0.1/24) or a zero-length prefix (an open relay)
-    is refused, naming the list item (`networks.N`).
+    A zero-length prefix (an open relay) or a text that is no network is refused, naming
+    the list item (`networks.N`).
     """
     result: list[str] = []
+    seen: set[str] = set()
     for index, text in enumerate(networks):
+        text = text.strip()
         problem = network_problem(text)
         if problem:
             reject(f"networks.{index}", problem[0], text, problem[1])
-        net = ipaddress.ip_network(text)
-        canonical = str(net) if "/" in text else str(net.network_address)
-        if canonical not in result:
-            result.append(canonical)
+        net = ipaddress.ip_network(text, strict=False)
+        key = str(net) if "/" in text else str(net.network_address)
+        if key not in seen:
+            seen.add(key)
+            result.append(text)
     return result

@@ -10,6 +10,7 @@ a configuration. The previous generation is kept until the next swap, for rollba
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shutil
 import time
@@ -24,11 +25,16 @@ TEMPLATES = PROJECT_ROOT / "imageroot" / "templates"
 
 
 def postfix_network(network: str) -> str:
-    """Postfix writes IPv6 addresses in brackets: 2001:db8::/32 -> [2001:db8::]/32."""
-    if ":" not in network:
-        return network
-    address, _, length = network.partition("/")
-    return f"[{address}]/{length}" if length else f"[{address}]"
+    """An IP or network as postfix reads it: canonical (host bits cleared: 10.0.0.1/24 ->
+    10.0.0.0/24), IPv6 in brackets (2001:db8::/32 -> [2001:db8::]/32)."""
+    if "/" in network:
+        net = ipaddress.ip_network(network, strict=False)
+        address, length = str(net.network_address), str(net.prefixlen)
+    else:
+        address, length = str(ipaddress.ip_address(network)), ""
+    if ":" in address:
+        address = f"[{address}]"
+    return f"{address}/{length}" if length else address
 
 
 def postfix_value(value: str) -> str:

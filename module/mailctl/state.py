@@ -168,6 +168,17 @@ MIGRATIONS: list[str] = [
     CREATE VIEW dovecot_spam_retention AS
         SELECT user, spam_retention AS days FROM mailboxes WHERE spam_custom = 1;
     """,
+    # As in NS8: the built-in public mailbox "postmaster" (no ACL entries) receives the
+    # postmaster address, unless that address was already given other destinations.
+    """
+    INSERT OR IGNORE INTO public_mailboxes(mailbox, acls) VALUES('postmaster', '[]');
+    UPDATE addresses SET destinations = '[{"dtype": "public", "name": "postmaster"}]',
+        description = 'RFC-mandatory postmaster alias'
+        WHERE local = 'postmaster' AND domain = '*'
+        AND destinations = '[{"dtype": "user", "name": "administrator"}]';
+    UPDATE address_targets SET target = 'postmaster@public.internal'
+        WHERE local = 'postmaster' AND domain = '*' AND target = 'administrator@mailbox.internal'
+    """,
 ]
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -194,7 +205,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         "greylist": {"enabled": False, "threshold": 4},
         "rbl": {"enabled": True, "lists": []},       # [] = rspamd's own DNS blocklists
     },
-    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "low"},
+    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "medium"},
 }
 
 

@@ -63,6 +63,10 @@ def test_swap_and_restore_are_atomic_links(tmp_path):
 def test_relay_networks_are_written_the_postfix_way(tmp_path):
     assert postfix_network("10.0.0.0/8") == "10.0.0.0/8"
     assert postfix_network("2001:db8::/32") == "[2001:db8::]/32"
+    # as clients send them (NS8 accepts host bits and any IPv6 notation): postfix gets the network
+    assert postfix_network("10.1.2.3/24") == "10.1.2.0/24"
+    assert postfix_network("2002::1234:abcd:ffff:c0a8:101/64") == "[2002:0:0:1234::]/64"
+    assert postfix_network("2001:DB8:0::1") == "[2001:db8::1]"
     assert postfix_network("::1") == "[::1]"
     s = store(tmp_path)
     with s.transaction():

@@ -8,7 +8,7 @@ import pytest
 from mailctl.addresses import delete_address, drop_destination, put_address, stored_addresses
 from mailctl.domains import delete_domain, list_domains, new_domain, put_domain
 from mailctl.mailboxes import get_mailbox, put_mailbox
-from mailctl.recipients import MAILBOX_DOMAIN, recipient_of
+from mailctl.recipients import MAILBOX_DOMAIN, destination_name, recipient_of
 from mailctl.state import Store
 
 
@@ -88,7 +88,7 @@ def test_a_dropped_destination_leaves_addresses_catchalls_and_forwards(s):
         put_mailbox(s, {"user": "ann", "forward": [gone], "keepcopy": True})
         drop_destination(s, gone)
     assert {a["local"]: a["destinations"] for a in stored_addresses(s)} == {"info": [keep], "postmaster": [
-        {"dtype": "user", "name": "administrator"}]}
+        {"dtype": "public", "name": "postmaster"}]}  # the built-in public mailbox, as NS8
     assert list_domains(s)[0]["catchall"] is None
     assert s.conn.execute("SELECT count(*) FROM catchall_targets").fetchone()[0] == 0
     assert get_mailbox(s, "ann")["forward"] is None and get_mailbox(s, "ann")["keepcopy"] is False
@@ -98,4 +98,19 @@ def test_upsert_inserts_then_updates_the_row_with_the_same_key(s):
     with s.transaction():
         s.upsert("public_mailboxes", {"mailbox": "Sales", "acls": "[]"}, ("mailbox",))
         s.upsert("public_mailboxes", {"mailbox": "sales", "acls": '["x"]'}, ("mailbox",))  # NOCASE key
-    assert [tuple(r) for r in s.conn.execute("SELECT mailbox, acls FROM public_mailboxes")] == [("Sales", '["x"]')]
+    rows = s.conn.execute("SELECT mailbox, acls FROM public_mailboxes WHERE mailbox != 'postmaster'")  # built-in
+    assert [tuple(r) for r in rows] == [("Sales", '["x"]')]
+
+
+def test_postmaster_delivers_to_the_builtin_public_mailbox(s):
+    """As NS8: the wildcard postmaster goes to the public mailbox "postmaster" (no ACL)."""
+    assert s.conn.execute("SELECT acls FROM public_mailboxes WHERE mailbox = 'postmaster'").fetchone()[0] == "[]"
+    assert s.conn.execute("SELECT target FROM address_targets WHERE local = 'postmaster' AND domain = '*'"
+                          ).fetchall()[0][0] == "postmaster@public.internal"
+
+
+def test_a_group_with_a_space_is_quoted_for_postfix():
+    assert recipient_of({"dtype": "group", "name": "Domain Admins"}) == '"domain admins"@group.internal'
+    assert recipient_of({"dtype": "group", "name": "g1"}) == "g1@group.internal"
+    assert destination_name({"dtype": "public", "name": "vmail+postmaster"}) == "postmaster"
+    assert destination_name({"dtype": "user", "user": "admin"}) == "admin"

@@ -30,7 +30,7 @@ SPAM_RETENTION = PROJECT_ROOT / "images" / "dovecot" / "spam-retention"
 def fill(s: Store) -> None:
     """A state with one of each thing the daemons look up."""
     with s.transaction():
-        put_domain(s, new_domain("example.org", bccaddr="archive@example.net"))
+        put_domain(s, new_domain("example.org", addusers=True, addgroups=True, bccaddr="archive@example.net"))
         put_domain(s, new_domain("example.com", addusers=False, addgroups=False,
                                  catchall={"dtype": "user", "name": "box"}))
         put_address(s, "info", "*", [{"dtype": "user", "name": "john"}])
@@ -137,7 +137,7 @@ def test_postfix_addresses_domain_before_wildcard(state):
     assert lookup(s, q, "sqlite-addresses.cf", "info@example.org") == ["john@mailbox.internal"]
     assert lookup(s, q, "sqlite-addresses.cf", "info@example.com") == ["far@example.net"]
     assert lookup(s, q, "sqlite-addresses.cf", "info@unknown.example") == []
-    assert lookup(s, q, "sqlite-addresses.cf", "postmaster@example.com") == ["administrator@mailbox.internal"]
+    assert lookup(s, q, "sqlite-addresses.cf", "postmaster@example.com") == ["postmaster@public.internal"]
     assert lookup(s, q, "sqlite-sender-login.cf", "info@example.org") == ["john"]
     assert lookup(s, q, "sqlite-sender-login.cf", "info@example.com") == ["-"]
     assert lookup(s, q, "sqlite-sender-policy.cf", "sales@example.org") == ["OK"]

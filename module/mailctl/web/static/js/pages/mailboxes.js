@@ -70,6 +70,8 @@ async function publicForm(ctx, existing) {
     },
     showIf: { 'acls.*.rights.values': (v, acl) => acl?.rights?.rtype === 'custom' },
     itemLabels: { acls: 'owner' },
+    // stype "none" (listed for other identifiers) is accepted for NS8 clients, not offered here
+    choices: { 'acls.*.stype': [{ value: 'user', label: 'User' }, { value: 'group', label: 'Group' }] },
     suggest: { 'acls.*.subject.name': [...new Set(subjects.map((s) => s.name))] },
     transform: (v) => ({
       ...v,
