@@ -172,7 +172,10 @@ def test_dkim_of_an_unknown_domain_is_refused(mail, mailbox):
 # Filter
 def test_filter_configuration_reports_defaults_ui_and_clamav_memory(mail, mailbox):
     out = mail.run("get-filter-configuration")
-    assert {k: v for k, v in out["antispam"].items() if k != "rspamd_url"} == DEFAULTS["antispam"]
+    assert {k: v for k, v in out["antispam"].items()
+            if k not in ("rspamd_url", "prefix_email_subject")} == DEFAULTS["antispam"]
+    # NS8's name of the spam subject prefix of the mailbox settings (docs/api.md)
+    assert out["antispam"]["prefix_email_subject"] == mail.run("get-mailbox-settings")["spam_prefix"]
     assert {k: v for k, v in out["antivirus"].items() if k != "memory_info"} == DEFAULTS["antivirus"]
     assert out["bypass_rules"] == 0
     # Rspamd's UI is reached through the admin UI (tests/test_web_api.py opens it there);
