@@ -35,8 +35,10 @@ PASSWORD = "Nethesis,1234"
 # Input of the output-shape checks for the actions that need one (the others get "").
 INPUTS = {"get-domain-dkim": {"domain": "example.org"}}
 
-# NS8 actions for backups (restic), not in this module yet (docs/api.md says so).
-NOT_AVAILABLE = {"restore-backup-content", "seek-snapshot-contents"}
+# NS8 actions about backup snapshots (restic): their examples name a backup repository,
+# so they are checked by schema only (and docs/api.md lists them while they are missing).
+BACKUP_ACTIONS = {"restore-backup-content", "seek-snapshot-contents"}
+NOT_AVAILABLE = {a for a in EXAMPLES if a not in schemas.action_names()}
 # Examples NS8's own handlers cannot carry out: refused here with exit 10 naming the field,
 # by the input schema (a bypass rule for a recipient IP: NS8 has no map for it, its handler
 # raises) or by the state (objects these examples name that do not exist here).
@@ -62,9 +64,10 @@ def assert_ns8_shape(action: str, output) -> None:
     assert not errors, (action, errors[:5])
 
 
-def example_cases() -> list:
+def example_cases(live: bool = False) -> list:
+    skip = NOT_AVAILABLE | (BACKUP_ACTIONS if live else set())
     return [pytest.param(action, i, id=f"{action}-{i}") for action, examples in sorted(EXAMPLES.items())
-            if action not in NOT_AVAILABLE for i in range(len(examples))]
+            if action not in skip for i in range(len(examples))]
 
 
 # ---- without containers ------------------------------------------------------------------
@@ -78,13 +81,12 @@ def test_input_example_is_valid(action, index):
         assert errors == [], errors
 
 
-def test_every_ns8_action_exists_or_is_documented_as_not_available():
+def test_every_missing_ns8_action_is_documented_as_not_available():
     docs = (ROOT / "docs" / "api.md").read_text()
-    for action in EXAMPLES:
-        assert action in schemas.action_names() or action in NOT_AVAILABLE, action
+    assert NOT_AVAILABLE <= BACKUP_ACTIONS, NOT_AVAILABLE  # every other NS8 action exists
     for action in NOT_AVAILABLE:
-        assert action not in schemas.action_names(), f"{action} exists now: run its examples here"
-        assert f"`{action}`" in docs and "not yet available" in docs
+        line = next((row for row in docs.splitlines() if f"`{action}`" in row), "")
+        assert "not yet available" in line, action
 
 
 def test_filter_defaults_are_ns8s(tmp_path):
@@ -185,7 +187,7 @@ def _prepare(cli, action: str, example) -> list:
 
 
 @pytest.mark.containers
-@pytest.mark.parametrize("action, index", example_cases())
+@pytest.mark.parametrize("action, index", example_cases(live=True))
 def test_input_example_is_carried_out(ns8, action, index):
     example = EXAMPLES[action][index]
     if (action, index) in REFUSED:
