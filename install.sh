@@ -19,6 +19,8 @@ PACKAGES=(
     docker.io
     # the runtime
     python3 python3-venv python3-pip sqlite3 iproute2 openssl
+    # backups (mailctl backup/restore)
+    restic
     # protocol clients used by the tests and benchmarks
     swaks sieve-connect ldap-utils testssl.sh opendkim-tools redis-server redis-tools
     postfix

@@ -155,6 +155,81 @@ def import_cmd(source, replace, **opts):
     click.echo(f"instance {instance.name} imported from {source}", err=True)
 
 
+_REPOSITORY = click.option("--repository", "-r", envvar="RESTIC_REPOSITORY", required=True,
+                           help="restic repository: a path, sftp:host:/path, s3:https://host/bucket "
+                                "(env RESTIC_REPOSITORY).")
+
+
+@main.command()
+@_instance_options
+@_REPOSITORY
+@click.option("--keep-daily", type=click.IntRange(min=1), default=None, help="Then forget all but N daily backups.")
+@click.option("--keep-weekly", type=click.IntRange(min=1), default=None, help="Then forget all but N weekly backups.")
+def backup(repository, keep_daily, keep_weekly, **opts):
+    """Back the running instance up into a restic repository (incremental, encrypted)."""
+    from . import restic
+    from .runner import instance_lock
+
+    instance = _make_instance(**opts)
+    try:
+        with instance_lock(instance):
+            result = restic.backup_instance(instance, repository, progress=lambda m: click.echo(f"  {m}", err=True))
+            if keep_daily or keep_weekly:
+                restic.forget(instance, repository, keep_daily, keep_weekly)
+    except MailError as exc:
+        _fail(exc)
+    if result.new_password:
+        click.echo(f"new restic repository password: {result.new_password}\n"
+                   f"WARNING: keep it somewhere safe, apart from this host: a restore into a new instance "
+                   f"needs it (RESTIC_PASSWORD). It is kept in {restic.password_file(instance)} and not shown again.",
+                   err=True)
+    click.echo(json.dumps(result.as_dict()))
+    click.echo(f"snapshot {result.snapshot_id}: {result.files_new} new and {result.files_changed} changed files, "
+               f"{result.data_added} bytes added to the repository", err=True)
+
+
+@main.command(name="list-backups")
+@_instance_options
+@_REPOSITORY
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def list_backups(repository, as_json, **opts):
+    """The repository's snapshots with their sizes."""
+    from . import restic
+
+    instance = _make_instance(**opts)
+    try:
+        snapshots = restic.list_snapshots(instance, repository)
+    except MailError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(snapshots))
+        return
+    for snap in snapshots:
+        click.echo(f"{snap['id']}  {snap['time']}  {snap['instance']:<20} "
+                   f"{snap['size']:>14} bytes  {snap['files']} files")
+
+
+@main.command()
+@_instance_options
+@_REPOSITORY
+@click.option("--snapshot", default=None, help="Snapshot id (default: the latest of this instance, else the latest).")
+@click.option("--replace", is_flag=True, help="Overwrite an instance that is already configured.")
+def restore(repository, snapshot, replace, **opts):
+    """Replace the instance's state and mail with a restic backup (the restore-module action)."""
+    from . import runner
+
+    instance = _make_instance(**opts)
+    data = {"repository": repository, "replace": replace, **({"snapshot": snapshot} if snapshot else {})}
+    try:
+        out = runner.run_action(instance, "restore-module", data)
+    except ValidationFailed as exc:
+        click.echo(json.dumps(exc.errors))
+        sys.exit(exc.exit_code)
+    except MailError as exc:
+        _fail(exc)
+    click.echo(f"instance {instance.name} restored from snapshot {out.get('snapshot')} of {repository}", err=True)
+
+
 def _read_data(data: str | None) -> object:
     """--data JSON, --data @file.json, --data - (stdin); no --data: stdin if piped, else nothing."""
     if data is None:

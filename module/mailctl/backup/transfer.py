@@ -34,28 +34,36 @@ def export_instance(instance: Instance, dest: Path, engine: Engine | None = None
 
     The caller holds the instance's action lock (runner.instance_lock).
     """
-    if not instance.db_path.exists():
-        raise MailError(f"instance {instance.name} has no state in {instance.state_dir}")
     dest = dest.absolute()
     if not dest.parent.is_dir():
         raise MailError(f"cannot write {dest}: {dest.parent} is not a directory")
-    engine = engine or get_engine(instance.engine)
     with workdir(instance, "export") as work:
-        db_copy = work / "db" / "state.sqlite"
-        db_copy.parent.mkdir()
-        copy_database(instance.db_path, db_copy)
-        volumes = work / "volumes"
-        volumes.mkdir()
-        manifest = new_manifest(instance.name, db_copy, export_volumes(instance, engine, volumes, progress))
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest = export_to_directory(instance, work, engine, progress)
         progress(f"writing {dest}")
-        write_archive(dest, [
-            (work / MANIFEST, MANIFEST),
-            (db_copy.parent, "state/db"),
-            (instance.secrets_dir, "state/secrets"),
-            (instance.tls_dir, "state/tls"),
-            (volumes, "volumes"),
-        ])
+        write_archive(dest, [(work / MANIFEST, MANIFEST), (work / "state", "state"), (work / "volumes", "volumes")])
+    return manifest
+
+
+def export_to_directory(instance: Instance, work: Path, engine: Engine | None = None,
+                        progress: Progress = no_progress, pause: bool = False) -> dict[str, Any]:
+    """Write the unpacked export of `instance` into the empty directory `work` (what
+    `unpack` makes of an archive): manifest.json, state/{db,secrets,tls}, volumes/*.tar.
+
+    `pause`: see volumes.export_volumes. The caller holds the instance's action lock.
+    """
+    if not instance.db_path.exists():
+        raise MailError(f"instance {instance.name} has no state in {instance.state_dir}")
+    engine = engine or get_engine(instance.engine)
+    db_copy = work / "state" / "db" / "state.sqlite"
+    db_copy.parent.mkdir(parents=True)
+    copy_database(instance.db_path, db_copy)
+    for part, source in (("secrets", instance.secrets_dir), ("tls", instance.tls_dir)):
+        if source.exists():
+            shutil.copytree(source, work / "state" / part, symlinks=True)
+    volumes = work / "volumes"
+    volumes.mkdir()
+    manifest = new_manifest(instance.name, db_copy, export_volumes(instance, engine, volumes, progress, pause))
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +20,51 @@ DATA_VOLUMES = ("vmail", "queue", "ldap", "rspamd", "redis")
 # Caches a daemon rebuilds by itself (Rspamd's compiled Hyperscan regexps: tens of MB).
 DERIVED_FILES: dict[str, tuple[str, ...]] = {"rspamd": (".hs", ".hs.unser", ".hsmp")}
 
+# The daemon that renames files in a volume: paused while a backup copies it, if asked.
+VOLUME_WRITERS = {"vmail": "dovecot", "queue": "postfix"}
+
 Progress = Callable[[str], None]
 
 
-def export_volumes(instance: Instance, engine: Engine, dest: Path, progress: Progress) -> list[str]:
-    """Write <dest>/<purpose>.tar for every data volume (an empty tar for one never made)."""
+def export_volumes(instance: Instance, engine: Engine, dest: Path, progress: Progress,
+                   pause: bool = False) -> list[str]:
+    """Write <dest>/<purpose>.tar for every data volume (an empty tar for one never made).
+
+    `pause` freezes the daemon writing a volume (Dovecot, Postfix) while it is copied, so
+    that no maildir or queue file is renamed under the copy (seconds; SMTP clients and LMTP
+    deliveries wait meanwhile, nothing is lost).
+    """
     save_redis(instance, engine)
     existing = set(engine.list_volumes(instance.name))
+    running = {c.name for c in engine.list_containers(instance.name) if c.state == "running"}
     helper = helper_image(instance, engine)
     for purpose in DATA_VOLUMES:
         name = instance.volume_name(purpose)
         target = dest / f"{purpose}.tar"
         progress(f"exporting volume {name}")
         if name in existing:
-            engine.export_volume(name, target, helper)
+            writer = instance.container_name(VOLUME_WRITERS[purpose]) if purpose in VOLUME_WRITERS else None
+            with _paused(engine, writer if pause and writer in running else None):
+                engine.export_volume(name, target, helper)
             if purpose in DERIVED_FILES:
                 drop_members(target, DERIVED_FILES[purpose])
         else:
             with tarfile.open(target, "w"):
                 pass  # never started: an empty volume
     return list(DATA_VOLUMES)
+
+
+@contextmanager
+def _paused(engine: Engine, container: str | None) -> Iterator[None]:
+    """Freeze `container` (if any) for the duration of the block."""
+    if container is None:
+        yield
+        return
+    engine.pause(container)
+    try:
+        yield
+    finally:
+        engine.unpause(container)
 
 
 def import_volumes(instance: Instance, engine: Engine, source: Path, purposes: list[str],

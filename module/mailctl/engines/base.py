@@ -108,6 +108,20 @@ class Engine(ABC):
         except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
             raise EngineError(f"{self.name} could not restart {name}: {exc}") from exc
 
+    def pause(self, name: str) -> None:
+        """Freeze every process of a running container (podman-py and the Docker SDK share this call)."""
+        try:
+            self.client.containers.get(name).pause()
+        except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
+            raise EngineError(f"{self.name} could not pause {name}: {exc}") from exc
+
+    def unpause(self, name: str) -> None:
+        """Let a paused container run again."""
+        try:
+            self.client.containers.get(name).unpause()
+        except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
+            raise EngineError(f"{self.name} could not unpause {name}: {exc}") from exc
+
     def daemon_addresses(self, network: str, daemons: Sequence[str]) -> dict[str, str]:
         """Fixed addresses of the daemons on `network`, written into every container's
         /etc/hosts; {} leaves the daemons' names to the engine's DNS (Docker's is reliable)."""
