@@ -20,7 +20,8 @@ volume and the state, renders the configuration, and starts the instance again i
 was running. An archive is read and checked completely before anything is replaced; the
 state files are put back if a later step fails, the volumes already replaced are not.
 The actions import-module, restore-module and clone-module and the commands
-`mailctl export` / `mailctl import` share this code, one module per job:
+`mailctl export` / `mailctl import` share this code, and so do restic backups (restic.py
+backs up the directory export_to_directory writes), one module per job:
 
     archive.py     the archive format: manifest, writing, finding and checking an archive
     volumes.py     the data volumes: export (without derived caches) and import
