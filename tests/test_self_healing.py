@@ -172,6 +172,16 @@ def test_a_crashed_daemon_comes_back_by_itself_and_status_counts_the_restart(hea
     assert line.split()[-1] == str(before + 1), line
 
 
+def test_a_message_sent_again_with_the_same_message_id_is_stored_once(heal):
+    """What keeps a delivery retried after a crash from making a second copy (sieve
+    `duplicate`): here a client sends the same message twice."""
+    msg = message("someone@example.net", f"{USERS[0]}@example.org", "sent twice")
+    assert smtp_send(heal, msg) == (250, "") and smtp_send(heal, msg) == (250, "")
+    wait_for(lambda: copies(heal, USERS[0], msg["Message-ID"]) == 1, "the first copy")
+    time.sleep(3)  # the second one has had time to arrive
+    assert copies(heal, USERS[0], msg["Message-ID"]) == 1
+
+
 # ---- dependency faults defer, never lose or bounce ------------------------------------
 
 
