@@ -6,6 +6,7 @@ import imaplib
 import smtplib
 import socket
 import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -56,13 +57,23 @@ def message(sender: str, to: str, subject: str) -> EmailMessage:
     return msg
 
 
-def rcpt(cli, address: str, port: int = 25, size: int | None = None) -> tuple[int, str]:
-    """The answer to RCPT TO from an outside client (MAIL FROM declares `size` if given)."""
+def rcpt(cli, address: str, port: int = 25, size: int | None = None,
+         sender: str = "someone@example.net") -> tuple[int, str]:
+    """The answer to RCPT TO from an outside client (MAIL FROM declares `size` if given).
+
+    An smtpd process remembers the address resolution of its last 100 (sender, recipient)
+    pairs across sessions: a new `sender` makes it resolve the recipient again."""
     with smtplib.SMTP(HOST, cli.port(port), timeout=30) as s:
         s.ehlo("client.example.net")
-        s.mail("someone@example.net", [f"SIZE={size}"] if size else [])
+        s.mail(sender, [f"SIZE={size}"] if size else [])
         code, msg = s.rcpt(address)
         return code, msg.decode()
+
+
+def postfix_reloads(cli) -> int:
+    """How many times the instance's postfix reloaded since its container started (its log)."""
+    logs = subprocess.run(["podman", "logs", f"{cli.instance}-postfix"], capture_output=True, text=True)
+    return (logs.stdout + logs.stderr).count("reload -- version")
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import MAILCTL
-from protocol import rcpt
+from protocol import postfix_reloads, rcpt
 
 pytestmark = pytest.mark.containers
 
@@ -24,11 +24,6 @@ def config_tree(cli) -> dict[str, bytes]:
 def db_dump(cli) -> str:
     return subprocess.run(["sqlite3", str(cli.db_path), ".dump"], capture_output=True, text=True,
                           check=True).stdout
-
-
-def postfix_reloads(cli) -> int:
-    logs = subprocess.run(["podman", "logs", f"{cli.instance}-postfix"], capture_output=True, text=True)
-    return (logs.stdout + logs.stderr).count("reload -- version")
 
 
 def test_configure_module_then_get_configuration(mail):
