@@ -47,9 +47,12 @@ def probe(url: str, base_dn: str, bind_dn: str = "", password: str = "", tls: bo
     With `verify`, the server's certificate must chain to a system CA and name its host.
     """
     checks = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=SYSTEM_CA_FILE) if verify else Tls(validate=ssl.CERT_NONE)
-    server = Server(url, connect_timeout=timeout, use_ssl=url.startswith("ldaps://"), tls=checks, get_info=NONE)
-    conn = Connection(server, user=bind_dn or None, password=password or None, receive_timeout=timeout,
-                      raise_exceptions=False)
+    try:
+        server = Server(url, connect_timeout=timeout, use_ssl=url.startswith("ldaps://"), tls=checks, get_info=NONE)
+        conn = Connection(server, user=bind_dn or None, password=password or None, receive_timeout=timeout,
+                          raise_exceptions=False)
+    except LDAPException as exc:  # a URL the schema's pattern lets through but ldap3 cannot parse
+        return ProbeError("url", "ldap_url_invalid", f"{url} is not a usable LDAP URL: {exc}")
     try:
         try:
             conn.open()

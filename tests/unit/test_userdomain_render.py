@@ -145,3 +145,11 @@ def test_dovecot_fill_secrets_escapes_for_quotes(tmp_path, secret):
     out = fill(tmp_path, "dovecot", 'dn = cn=x\ndnpass = "__SECRET_ldap-bind-password__"\n', secret)
     escaped = secret.replace("\\", "\\\\").replace('"', '\\"')
     assert out == f'dn = cn=x\ndnpass = "{escaped}"\n'
+
+
+def test_probe_refuses_a_url_ldap3_cannot_parse():
+    """Found by the schemathesis run: the schema's URL pattern lets this through, ldap3 raises."""
+    from mailctl.external_ldap import probe
+
+    problem = probe("ldap://[:.5C5CaC:]:6/", "dc=example,dc=org", timeout=1)
+    assert problem is not None and (problem.field, problem.error) == ("url", "ldap_url_invalid")
