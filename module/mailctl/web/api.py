@@ -11,9 +11,11 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import Response
 
 from .. import lifecycle, runner, schemas
 from ..errors import MailError, ValidationFailed
@@ -24,6 +26,14 @@ from .auth import check_credentials
 log = logging.getLogger("mailctl.web")
 
 MAX_BODY = 16 * 1024 * 1024  # bytes of JSON input an action accepts over HTTP
+
+
+class JSONResponse(_StarletteJSON):
+    """JSON written by orjson: list-addresses with 10,000 addresses is 2 MiB, which the
+    standard json module takes ~25 ms to write and orjson ~3 ms (bench/api_list_addresses.py)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def error(status: int, reason: str, **headers: str) -> JSONResponse:
