@@ -7,6 +7,7 @@ import poplib
 import smtplib
 
 import pytest
+from conftest import TEST_OFFSET_DELTA
 from protocol import HOST, insecure_tls, sieve_greeting
 
 pytestmark = pytest.mark.containers
@@ -60,7 +61,8 @@ def test_managesieve_greets(mail):
 
 def test_second_instance_on_same_ports_is_refused(mail, fresh_instance):
     """The seed warns of TCP port conflicts: a second instance must fail before starting."""
-    other = fresh_instance("ts2", mail.port_offset, up=False)
+    # the same ports as `mail` (fresh_instance adds the run's offset delta again)
+    other = fresh_instance("ts2", mail.port_offset - TEST_OFFSET_DELTA, up=False)
     r = other("up", timeout=120)
     assert r.code == 3, r.stderr
     assert f"127.0.0.1:{mail.port(25)} (smtp)" in r.stderr and f"127.0.0.1:{mail.port(993)} (imaps)" in r.stderr
