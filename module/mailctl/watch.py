@@ -15,16 +15,20 @@ a container found down twice in a row (the engine's own restart comes first) mak
 run `up`, which starts the stopped ones, recreates the dead ones and waits for health.
 It acts only while it holds the instance's action lock: never during an action, an
 import or `mailctl down`.
+
+The watcher also runs the instance's IMAP sync jobs when they are due (imapsync.py), in a
+thread of its own every 30 s, so that a long sync never delays the healing.
 """
 
 from __future__ import annotations
 
 import fcntl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import lifecycle
+from . import imapsync, lifecycle
 from .engines import ContainerInfo, Engine, get_engine
 from .errors import MailError
 from .settings import Instance
@@ -83,11 +87,22 @@ class Watcher:
                 self.log(f"watch: {self.instance.name} did not come back: {exc}")
         return sorted(heal)
 
-    def serve(self, interval: float = 5.0) -> None:
+    def serve(self, interval: float = 5.0, sync_interval: float = 30.0) -> None:
         self.log(f"watch: keeping {self.instance.name}'s containers running (every {interval:g} s)")
+        threading.Thread(target=self.run_sync_jobs, args=(sync_interval,), daemon=True).start()
         while True:
             try:
                 self.check()
             except Exception as exc:  # noqa: BLE001 - an engine hiccup must not end the watch
                 self.log(f"watch: {exc}")
+            time.sleep(interval)
+
+    def run_sync_jobs(self, interval: float) -> None:
+        """For ever: run the IMAP sync jobs that are due (their own engine client: another thread)."""
+        while True:
+            try:
+                for job_id in imapsync.run_due_jobs(self.instance):
+                    self.log(f"watch: sync job {job_id}: {imapsync.read_status(self.instance, job_id)['state']}")
+            except Exception as exc:  # noqa: BLE001 - a failing job must not end the watch
+                self.log(f"watch: sync jobs: {exc}")
             time.sleep(interval)
