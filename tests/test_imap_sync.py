@@ -246,3 +246,34 @@ def test_watch_runs_a_due_one_shot_job(mail, job, old_server):
         watch.wait(timeout=30)
         mail.run("remove-sync-job", {"job_id": out["job_id"]}, expect=None)
         mail.run("remove-user", {"user": "syncwatch"}, expect=None)
+
+
+def test_delete_remote_moves_the_copied_messages(mail, job, old_server):
+    """With delete_remote the messages copied are deleted on the old server, only there and only those."""
+    conn = old_connection()
+    conn.create('"Move"')
+    append(conn, "Move", 0, 20, "move")
+    conn.logout()
+    kept, first_user = remote_content(), local_content(mail)
+    mail.run("add-user", {"user": "syncmove", "password": PASSWORD})
+    out = mail.run("add-sync-job", {"localuser": "syncmove", "remotehost": old_server, "remoteport": 143,
+                                    "security": "none", "remoteuser": OLD_USER, "remotepassword": OLD_PASSWORD,
+                                    "folders_include": ["Move"], "delete_remote": True})
+    try:
+        status = mail.run("run-sync-job", {"job_id": out["job_id"]})
+        assert status["state"] == "done", status
+        assert status["messages_added"] == 20
+        with imaps(mail, "syncmove", PASSWORD) as local:
+            local.select('"Move"', readonly=True)
+            _, data = local.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        ids = {item[1].decode().split(":", 1)[1].strip() for item in data if isinstance(item, tuple)}
+        assert ids == {f"<move-Move-{i}@old.example.net>" for i in range(20)}
+        conn = old_connection()
+        _, count = conn.select('"Move"', readonly=True)
+        conn.logout()
+        assert count[0] == b"0"  # deleted on the old server
+        assert remote_content() == kept  # and nothing else there
+        assert local_content(mail) == first_user  # another local user's mail untouched
+    finally:
+        mail.run("remove-sync-job", {"job_id": out["job_id"]}, expect=None)
+        mail.run("remove-user", {"user": "syncmove"}, expect=None)

@@ -4,7 +4,9 @@ Built on Dovecot's own dsync: `doveadm sync -1 -R -u LOCALUSER imapc:` run in th
 container, with the remote account given as imapc settings. dsync is one-way here (-1,
 pulled from the remote with -R): folders, messages and flags (keywords too) are copied,
 and a later run copies only what is new or changed (dsync matches the messages already
-copied), nothing local is ever deleted. Chosen over imapsync/mbsync because it is in the
+copied), nothing local is ever deleted. With delete_remote, the remote messages that were
+there before a successful copy (up to each folder's highest UID read first) are expunged
+on the remote afterwards, through imapc too. Chosen over imapsync/mbsync because it is in the
 image already, writes through Dovecot (indexes, quota, ACLs stay right) and needs no
 second copy of the mailbox format.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import fnmatch
 import json
 import os
 import re
@@ -38,7 +41,7 @@ from .state import Store
 JOBS = "imap_sync_jobs"
 SECRET_DIR = "imapsync"
 FIELDS = ("localuser", "remotehost", "remoteport", "security", "remoteuser", "folders_include",
-          "folders_exclude", "interval_minutes", "enabled")
+          "folders_exclude", "interval_minutes", "delete_remote", "enabled")
 IMAPC_SSL = {"tls": "imaps", "starttls": "starttls", "none": "no"}
 
 
@@ -96,7 +99,7 @@ def add_job(ctx, data: dict[str, Any]) -> str:
     _check_user(ctx, data["localuser"])
     job_id = pysecrets.token_hex(4)
     job = {"remoteport": 993, "security": "tls", "folders_include": [], "folders_exclude": [],
-           "interval_minutes": 0, "enabled": True}
+           "interval_minutes": 0, "delete_remote": False, "enabled": True}
     job.update({k: data[k] for k in FIELDS if k in data})
     all_jobs = jobs(ctx.store)
     all_jobs[job_id] = job
@@ -238,19 +241,58 @@ def _run_locked(instance: Instance, job_id: str, job: dict[str, Any], engine: En
     _write_status(instance, job_id, {**read_status(instance, job_id), "state": "running", "started": started})
     before = _message_count(engine, container, job["localuser"])
     errors = []
-    states = _read_states(instance, job_id)
-    for folder in job.get("folders_include") or [""]:
+    remote_uids: dict[str, int] = {}
+    if job.get("delete_remote"):  # what is on the remote before the copy: only that is deleted after it
+        remote_uids, error = _remote_uids(engine, container, job, password)
+        errors += [error] if error else []
+    states = _read_states(instance, job_id) if not errors else {}
+    for folder in (job.get("folders_include") or [""]) if not errors else []:
         code, out = engine.exec(container, _with_state(sync_command(job, password, folder, states.get(folder, ""))))
         if code != 0:
             errors.append(_reason(out))
             break
         states[folder] = _state_of(out)
-    _write_states(instance, job_id, states)
+    if not errors:
+        _write_states(instance, job_id, states)
+    if remote_uids and not errors:
+        errors += _expunge_remote(engine, container, job, password, remote_uids)
     after = _message_count(engine, container, job["localuser"])
     status = {"state": "failed" if errors else "done", "started": started, "finished": _now(),
               "messages_added": max(after - before, 0), "error": errors[0] if errors else ""}
     _write_status(instance, job_id, status)
     return status
+
+
+def _remote_folder_wanted(job: dict[str, Any], folder: str) -> bool:
+    if job.get("folders_include"):
+        return folder in job["folders_include"]
+    return not any(fnmatch.fnmatchcase(folder, mask) for mask in job.get("folders_exclude", []))
+
+
+def _remote_uids(engine: Engine, container: str, job: dict[str, Any], password: str) -> tuple[dict[str, int], str]:
+    """The highest UID of each remote folder the job copies (read through imapc); an error or ""."""
+    code, out = engine.exec(container, _doveadm(job, password, "-o", "mail_location=imapc:", "-f", "tab", "fetch",
+                                                "-u", job["localuser"], "mailbox uid", "ALL"))
+    if code != 0:
+        return {}, _reason(out)
+    highest: dict[str, int] = {}
+    for line in out.splitlines()[1:]:
+        folder, _, uid = line.rpartition("\t")
+        if uid.strip().isdigit() and _remote_folder_wanted(job, folder):
+            highest[folder] = max(highest.get(folder, 0), int(uid))
+    return highest, ""
+
+
+def _expunge_remote(engine: Engine, container: str, job: dict[str, Any], password: str,
+                    remote_uids: dict[str, int]) -> list[str]:
+    """Delete on the remote the messages that were there before the copy that just succeeded
+    (by UID: one arriving meanwhile has a higher UID and waits for the next run)."""
+    for folder, uid in sorted(remote_uids.items()):
+        code, out = engine.exec(container, _doveadm(job, password, "-o", "mail_location=imapc:", "expunge",
+                                                    "-u", job["localuser"], "mailbox", folder, "uid", f"1:{uid}"))
+        if code != 0:
+            return [f"delete on remote: {_reason(out)}"]
+    return []
 
 
 def _reason(output: str) -> str:
