@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from . import dkim, domains, relayrules
+from . import dkim, domains, relayrules, signatures
 from . import filter as filter_settings
 from .recipients import GROUP_DOMAIN, MAILBOX_DOMAIN, PUBLIC_DOMAIN
 from .state import Store
@@ -79,4 +79,6 @@ def render_context(store: Store) -> dict[str, Any]:
         "antispam": filter_settings.antispam(store),
         "dkim": dkim.render_context(store),
         "bypass": filter_settings.bypass_context(store),
+        # The third-party signature databases of the rating (images/clamav/update-signatures).
+        "third_party_sigs": signatures.render_context(filter_settings.antivirus(store)),
     }

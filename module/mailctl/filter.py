@@ -8,6 +8,7 @@ greylist, rbl, antivirus and settings (bypass) files are rendered from both.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 from .settings import Instance
@@ -42,14 +43,18 @@ def apply_filter_change(ctx, data: dict[str, Any]) -> None:
     antispam.prefix_email_subject (NS8) is the spam subject prefix of the mailbox settings.
     """
     change = dict(data.get("antispam") or {})
-    change.pop("rspamd_url", None)  # read-only fields of get-filter-configuration, sent back by clients
+    for field in ("rspamd_url", "dns"):  # read-only fields of get-filter-configuration, sent back by clients
+        change.pop(field, None)
+    if "bayes" in change:
+        change["bayes"] = {k: v for k, v in change["bayes"].items() if k != "learned"}
     prefix = change.pop("prefix_email_subject", None)
     if prefix is not None:
         mailbox = ctx.store.get("mailbox_settings")
         mailbox["spam_prefix"] = {**mailbox.get("spam_prefix", {}), **prefix}
         ctx.store.set("mailbox_settings", mailbox)
     spam = _merged(antispam(ctx.store), change)
-    virus_change = {k: v for k, v in (data.get("antivirus") or {}).items() if k != "memory_info"}
+    virus_change = {k: v for k, v in (data.get("antivirus") or {}).items()
+                    if k not in ("memory_info", "databases", "signature_updates")}
     virus = _merged(antivirus(ctx.store), virus_change)
     flag, deny = spam["spam_flag_threshold"], spam["deny_message_threshold"]
     if deny <= flag:
@@ -59,8 +64,87 @@ def apply_filter_change(ctx, data: dict[str, Any]) -> None:
     if grey["enabled"] and grey["threshold"] >= flag:
         ctx.reject("antispam.greylist.threshold", "greylist_threshold_not_below_flag_threshold",
                    grey["threshold"], f"must be lower than the spam flag threshold ({flag})")
+    if spam["dns_resolver"]:
+        resolver = parse_resolver(spam["dns_resolver"])
+        if resolver is None:
+            ctx.reject("antispam.dns_resolver", "dns_resolver_invalid", spam["dns_resolver"],
+                       "an IP address with an optional port: 192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53")
+        spam["dns_resolver"] = resolver
     ctx.store.set("antispam", spam)
     ctx.store.set("antivirus", virus)
+
+
+# What rspamd turns off while the Internet's DNS does not answer (the rendered
+# templates/rspamd/offline.d files, applied by images/rspamd/reload).
+OFFLINE_CHECKS = ("rbl", "spf", "dmarc", "fuzzy_check", "asn", "hfilter_hostnames", "phishtank",
+                  "remote_maps", "whitelist")
+
+
+def parse_resolver(text: str) -> str | None:
+    """The canonical "IP:port" (IPv6 "[IP]:port") of a resolver address, port 53 by default."""
+    text = text.strip()
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return f"[{address}]:{int(port)}" if address.version == 6 else f"{address}:{int(port)}"
+
+
+def _exec(ctx, daemon: str, command: list[str]) -> str | None:
+    """stdout of `command` in the instance's `daemon` container; None when it fails."""
+    try:
+        code, out = ctx.engine.exec(ctx.instance.container_name(daemon), command)
+    except Exception:  # noqa: BLE001 - a stopped instance reports unknown values
+        return None
+    return out if code == 0 else None
+
+
+def bayes_learned(ctx) -> dict[str, int | None]:
+    """Spam and ham messages the Bayes classifier has learned (None: Redis does not answer).
+
+    Read from the classifier's Redis hash (RS, one for the whole server) rather than
+    rspamd's statistics, which lag up to a minute behind.
+    """
+    out = _exec(ctx, "redis", ["redis-cli", "--raw", "HMGET", "RS", "learns_spam", "learns_ham"])
+    if out is None:
+        return {"spam": None, "ham": None}
+    lines = (out.splitlines() + ["", ""])[:2]
+    return {"spam": int(lines[0] or 0), "ham": int(lines[1] or 0)}
+
+
+def dns_status(ctx, spam: dict[str, Any]) -> dict[str, Any]:
+    """Whether rspamd's DNS checks are active: the last probe of images/rspamd/reload.
+
+    `spam`: the antispam settings (DNS block lists count as inactive only when they are on).
+    """
+    try:
+        probe = json.loads(_exec(ctx, "rspamd", ["cat", "/run/rspamd-dns.json"]) or "null") or {}
+    except ValueError:
+        probe = {}
+    online = probe.get("online")
+    status: dict[str, Any] = {
+        "online": online, "checked_at": probe.get("checked_at"), "since": probe.get("since"),
+        "inactive_checks": [], "reason": "",
+    }
+    if online is None:
+        status["reason"] = "rspamd is not running"
+    elif not online:
+        status["inactive_checks"] = [c for c in OFFLINE_CHECKS if c != "rbl" or spam["rbl"]["enabled"]]
+        resolver = spam["dns_resolver"] or "the host's resolver"
+        status["reason"] = (f"{resolver} does not resolve Internet names (maps.rspamd.com); checked "
+                            "every 30 s, these checks come back on by themselves")
+    return status
 
 
 def rspamd_url(instance: Instance, hostname: str) -> str:

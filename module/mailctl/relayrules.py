@@ -9,8 +9,13 @@ Rules live in the `relay_rules` table and postfix reads them at query time
   `rcpt_smtp`/`rcpt_smtps` transports, which never use a sender rule's credentials;
 - the default rule `*`: `relayhost` in main.cf.
 
-Postfix consults `transport_maps` before the sender-dependent maps, so when one
-message matches both a sender and a recipient rule, the recipient rule routes it.
+Postfix consults `transport_maps` before the sender-dependent maps; so that the
+sender rule wins when one message matches both, a recipient that matches a recipient
+rule gets the restriction class `relay_sender_first` at RCPT time, which gives the
+message a `FILTER transport:[host]:port` of the sender's rule (it overrides
+transport_maps for the whole message; templates/postfix/sqlite-relay-order.cf).
+Known limit: FILTER is per message, so in such a message a copy to a local mailbox
+also goes through the sender rule's host (which normally hands it back by MX).
 
 Passwords are write-only. They are kept only in the instance secrets directory:
 `relay-passwords.json` (by rule) and the postfix map `postfix-sasl_passwd.map`

@@ -78,6 +78,10 @@ def ensure_secrets(instance: Instance) -> None:
     # so that `mailctl admin-password` can print it to root.
     if not (instance.secrets_dir / ADMIN_PASSWORD_HASH).exists():
         write_secret(instance.secrets_dir / ADMIN_PASSWORD_HASH, scrypt_hash(read_secret(instance, ADMIN_PASSWORD)))
+    # rspamd's controller password for dovecot's Bayes learning (rspamd-learn).
+    learn = instance.secrets_dir / "dovecot-rspamd-password"
+    if not learn.exists() or learn.stat().st_size == 0:
+        write_secret(learn, read_secret(instance, "rspamd-admin-password"))
     # The built-in master user "vmail" (reveal-master-credentials), a dovecot passwd-file.
     masters = instance.secrets_dir / "dovecot-master-users"
     if not masters.exists() or masters.stat().st_size == 0:

@@ -72,7 +72,7 @@ RESTART_POLICY = "unless-stopped"
 SECRETS: dict[str, tuple[str, ...]] = {
     "openldap": ("ldap-admin-password",),
     "rspamd": ("rspamd-controller.inc",),
-    "dovecot": ("dovecot-master-users", "ldap-bind-password"),
+    "dovecot": ("dovecot-master-users", "ldap-bind-password", "dovecot-rspamd-password"),
     "postfix": ("postfix-sasl_passwd.map", "ldap-bind-password"),
 }
 # Secret directories (under the instance's secrets dir, mode 0700) mounted read-only

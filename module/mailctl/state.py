@@ -202,10 +202,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         "enabled": True,
         "spam_flag_threshold": 6,                    # score: "add header" (X-Spam: Yes)
         "deny_message_threshold": 15,                # score: rejected at DATA
-        "greylist": {"enabled": False, "threshold": 4},
+        "greylist": {"enabled": False, "threshold": 4, "delay": 300},  # delay: s before a retry passes
         "rbl": {"enabled": True, "lists": []},       # [] = rspamd's own DNS blocklists
+        # Bayes (filter.py): scores only after min_learns spam and ham learns each;
+        # autolearn off as in NS8 (rspamd's default).
+        "bayes": {"min_learns": 20, "autolearn": False},
+        "dns_resolver": "",                          # "" = the host's; else "IP" or "IP:port"
     },
-    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "medium"},
+    "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "medium",
+                  "mirror_url": "",                  # "" = the providers' own mirrors
+                  "infected_mail": "reject"},        # reject at SMTP time, or discard
 }
 
 
