@@ -80,9 +80,10 @@ def make_mirror(root: Path) -> None:
 def mx(mail):
     mail.run("configure-module", {"hostname": "mail.example.org", "user_domain": "local", "mail_domain": DOMAIN})
     mail.run("add-user", {"user": USER, "password": PASSWORD, "display_name": "Clam"})
+    before = mail.run("get-filter-configuration")["antivirus"]
     yield mail
-    mail.run("set-filter-configuration", {"antivirus": {"enabled": True, "third_party_sigs_rating": "low",
-                                                        "mirror_url": ""}})
+    mail.run("set-filter-configuration", {"antivirus": {
+        k: before[k] for k in ("enabled", "clamav_official_sigs", "third_party_sigs_rating", "mirror_url")}})
     mail.run("remove-user", {"user": USER}, expect=None)
 
 

@@ -185,6 +185,12 @@ def test_postfix_relay_rules_enabled_only(state):
     assert lookup(s, q, "sqlite-relay-recipient.cf", "off.example") == []
     assert lookup(s, q, "sqlite-relay-tls.cf", "[smart.example.net]:465") == ["encrypt"]
     assert lookup(s, q, "sqlite-relay-tls.cf", "[x.example.net]:25") == []
+    # Sender before recipient: a recipient rule's recipient gets the class that looks the
+    # sender's rule up (FILTER to its host).
+    assert lookup(s, q, "sqlite-relay-order.cf", "example.net") == ["relay_sender_first"]
+    assert lookup(s, q, "sqlite-relay-order.cf", "off.example") == []
+    assert lookup(s, q, "sqlite-relay-sender-filter.cf", "example.org") == ["FILTER smtps:[smart.example.net]:465"]
+    assert lookup(s, q, "sqlite-relay-sender-filter.cf", "example.com") == []
 
 
 def test_dovecot_userdb_deny_and_spam_retention(state):
