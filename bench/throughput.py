@@ -1,6 +1,16 @@
-"""End-to-end SMTP throughput with the filter, against a bare Postfix -> Dovecot pipeline.
+"""End-to-end SMTP throughput with the filter, without it, and against the bare pipeline.
 
     .venv/bin/python bench/throughput.py [--messages 500] [--sessions 10] [--sizes 4,64] [--rounds 3]
+        [--raw-dir ../shared/bench-raw | --no-raw] [--json FILE]
+
+First, in the same invocation, the bare Postfix -> Dovecot LMTP pipeline of
+`../shared/bench-raw` (stock daemons, minimal configuration; its README): `run-baseline.sh
+build repeat SESSIONS BYTES ROUNDS ... cleanup` with M=--messages, its end-to-end msg/s
+(first connection to the newest delivered file) per size, median of its runs. Every mode of
+the module is then printed as a ratio of that ceiling too, against the targets of issue 14
+(filter off >= 0.7x at 4 and 64 KiB; filter on >= 0.5x at 4 KiB, >= 0.35x at 64 KiB). The
+ceiling's containers have fixed names (bench-postfix, bench-dovecot, port 2525): the bench
+stops if they already exist (someone else's run).
 
 On a throw-away instance (te1, 127.0.0.1, ports +34000, its own temporary state dir, one
 user in example.org), for each message size (KiB of payload):
@@ -28,13 +38,17 @@ import argparse
 import email
 import email.message
 import imaplib
+import json
+import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-from _instance import DOMAIN, HOST, USER, BenchInstance
+from _instance import DOMAIN, HOST, ROOT, USER, BenchInstance
 
 from mailctl import __version__
 from mailctl.stack import DAEMONS, RELOAD_COMMAND
@@ -43,6 +57,9 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 TARGET_RATIO = 0.80
 FILTER_DAEMONS = ("rspamd", "redis", "clamav")  # the work the milter adds to each message
 RUN_TIMEOUT = 180.0
+RAW_DIR = Path(os.environ.get("MAIL_BENCH_RAW", ROOT.parent / "shared" / "bench-raw"))
+# Issue 14: minimum ratio to the bare pipeline, by mode and payload KiB.
+RAW_TARGETS = {"bare": {4: 0.7, 64: 0.7}, "filter": {4: 0.5, 64: 0.35}}
 
 
 def mark(ok: bool) -> str:
@@ -112,6 +129,35 @@ def send_and_wait(mail: BenchInstance, imap: imaplib.IMAP4, count: int, size: in
     return now - start
 
 
+def raw_ceiling(raw_dir: Path, messages: int, sessions: int, sizes: list[int], rounds: int) -> dict[int, list[float]]:
+    """End-to-end msg/s of each run of ../shared/bench-raw, by payload KiB."""
+    script = raw_dir / "run-baseline.sh"
+    if not script.exists():
+        raise SystemExit(f"bench: no {script} (--raw-dir, MAIL_BENCH_RAW, or --no-raw)")
+    busy = subprocess.run(["podman", "container", "exists", "bench-postfix"], check=False).returncode == 0
+    if busy:
+        raise SystemExit("bench: a bench-raw run is under way (container bench-postfix exists): try later")
+    with tempfile.TemporaryDirectory(prefix="bench-raw-") as res:
+        steps = ["build"]
+        for kib in sizes:
+            steps += ["repeat", str(sessions), str(kib * 1024), str(rounds)]
+        env = {**os.environ, "M": str(messages), "RES": res, "SRC_OPTS": ""}
+        p = subprocess.run(["bash", str(script), *steps, "cleanup"], env=env, capture_output=True, text=True,
+                           check=False, timeout=3600)
+        tsv = Path(res, "runs.tsv")
+        lines = tsv.read_text().splitlines() if tsv.exists() else []
+    rates: dict[int, list[float]] = {kib: [] for kib in sizes}
+    for line in lines:
+        cols = line.split("\t")
+        if len(cols) >= 8 and cols[0] == "repeat" and cols[2].isdigit() and int(cols[2]) // 1024 in rates:
+            if int(cols[4]) < messages:
+                raise SystemExit(f"bench: bench-raw delivered {cols[4]}/{messages}: {p.stderr.strip()[-300:]}")
+            rates[int(cols[2]) // 1024].append(float(cols[7]))
+    if any(not r for r in rates.values()):
+        raise SystemExit(f"bench: bench-raw gave no runs (exit {p.returncode}): {p.stderr.strip()[-500:]}")
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=500, help="messages per run (default 500)")
@@ -120,6 +166,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="filter/bare runs per size, alternated (default 3)")
     parser.add_argument("--instance", default="te1")
     parser.add_argument("--offset", type=int, default=34000)
+    parser.add_argument("--raw-dir", type=Path, default=RAW_DIR, help=f"bench-raw (default {RAW_DIR})")
+    parser.add_argument("--no-raw", action="store_true", help="skip the bare pipeline of bench-raw")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
     if not 1 <= args.messages <= 5000:
         parser.error("--messages: between 1 and 5000")
@@ -127,6 +176,8 @@ def main() -> int:
         parser.error("--rounds: between 1 and 10")
     sizes = [int(s) for s in args.sizes.split(",")]
 
+    raw = {} if args.no_raw else raw_ceiling(args.raw_dir, args.messages, args.sessions, sizes, args.rounds)
+    load_before = os.getloadavg()
     # seconds of each run, by size and mode
     runs: dict[int, dict[str, list[float]]] = {kib: {"filter": [], "bare": []} for kib in sizes}
     # CPU seconds used by each daemon's container during the runs, by size and mode
@@ -171,7 +222,44 @@ def main() -> int:
         f"{kib} KiB " + " ".join(f"{args.messages / t:.0f}" for t in r["filter"]) + " | "
         + " ".join(f"{args.messages / t:.0f}" for t in r["bare"]) for kib, r in runs.items()))
     print_cpu(cpu, args.messages * args.rounds)
+    ratios = print_raw(raw, runs, args.messages) if raw else {}
+    ok &= all(r >= RAW_TARGETS.get(mode, {}).get(kib, 0) for kib, modes in ratios.items() for mode, r in modes.items())
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nhost load average before the module runs {', '.join(f'{x:.1f}' for x in load_before)}, "
+          f"at the end {load} ({os.cpu_count()} cores): figures of a shared host are noisy")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "messages": args.messages, "sessions": args.sessions, "rounds": args.rounds,
+            "raw_msg_s": {str(k): v for k, v in raw.items()},
+            "module_msg_s": {str(k): {m: [args.messages / t for t in ts] for m, ts in r.items()}
+                             for k, r in runs.items()},
+            "ratio_to_raw": {str(k): v for k, v in ratios.items()},
+            "cpu_ms_per_message": {str(k): {m: {d: c / (args.messages * args.rounds) * 1000 for d, c in used.items()}
+                                            for m, used in modes.items()} for k, modes in cpu.items()},
+            "load": [load_before, os.getloadavg()],
+        }, indent=2) + "\n")
+        print(f"figures written to {args.json}")
     return 0 if ok else 1
+
+
+def print_raw(raw: dict[int, list[float]], runs: dict[int, dict[str, list[float]]], messages: int
+              ) -> dict[int, dict[str, float]]:
+    """Each mode's median msg/s as a ratio of the bare pipeline's median; the ratios by size and mode."""
+    print()
+    print("Ratio to the bare Postfix -> Dovecot pipeline (../shared/bench-raw, same invocation, end-to-end):")
+    ratios: dict[int, dict[str, float]] = {}
+    for kib, modes in runs.items():
+        ceiling = statistics.median(raw[kib])
+        ratios[kib] = {}
+        line = f"{kib:>4} KiB bare pipeline {ceiling:7.1f} msg/s (runs {' '.join(f'{r:.0f}' for r in raw[kib])})"
+        for mode, times in modes.items():
+            ratio = messages / statistics.median(times) / ceiling
+            ratios[kib][mode] = ratio
+            target = RAW_TARGETS[mode][kib] if kib in RAW_TARGETS.get(mode, {}) else None
+            verdict = f" (>= {target}x {mark(ratio >= target)})" if target else ""
+            line += f"; {'filter on' if mode == 'filter' else 'filter off'} {ratio:.2f}x{verdict}"
+        print(line)
+    return ratios
 
 
 def print_cpu(cpu: dict[int, dict[str, dict[str, float]]], messages: int) -> None:

@@ -7,6 +7,7 @@ from mailctl.mailboxes import forward_status, get_mailbox, quota_status, quota_u
 def run(ctx, data):
     directory = open_directory(ctx.instance, ctx.store)
     users = [u["user"] for u in directory.users()]
+    known = set(users)
     groups = {g["group"] for g in directory.groups()}
     defaults = ctx.store.get("mailbox_settings")
     default_quota = defaults["quota"]["limit"]
@@ -20,7 +21,7 @@ def run(ctx, data):
             "enabled": m["enabled"],
             "quota": quota_status(m, default_quota, usage.get(user)),
             "spam_retention": spam_retention_status(m, default_retention),
-            "forward": forward_status(m, set(users), groups),
+            "forward": forward_status(m, known, groups),
         })
     return {"default_quota": {"limit": default_quota}, "default_spam_retention": {"value": default_retention},
             "user_mailboxes": mailboxes}

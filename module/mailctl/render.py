@@ -9,6 +9,7 @@ a configuration. The previous generation is kept until the next swap, for rollba
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -44,7 +45,10 @@ def postfix_value(value: str) -> str:
     return value.replace("$", "$$")
 
 
+@functools.cache
 def _environment() -> Environment:
+    """One environment per process: it keeps the compiled templates (a long-running process,
+    the web API, compiles each once; jinja recompiles a template whose file changed)."""
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         undefined=StrictUndefined,

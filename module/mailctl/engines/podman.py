@@ -26,15 +26,23 @@ def _socket_path() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.getuid()}")) / "podman/podman.sock"
 
 
+def _answers(url: str) -> bool:
+    """Whether a podman API service answers on `url`.
+
+    /_ping, not /version: a busy service takes seconds to gather its version (host
+    information), and every action asks this once or twice."""
+    try:
+        with PodmanClient(base_url=url) as client:
+            return bool(client.ping())
+    except Exception:  # noqa: BLE001 - any failure means: no live service
+        return False
+
+
 def _ensure_service(sock: Path) -> None:
     """Start `podman system service` on `sock` unless something already answers there."""
     url = f"unix://{sock}"
-    try:
-        with PodmanClient(base_url=url) as client:
-            client.version()
-            return
-    except Exception:  # noqa: BLE001 - any failure means: no live service
-        pass
+    if _answers(url):
+        return
     if not shutil.which("podman"):
         raise EngineError("podman is not installed: run ./install.sh")
     sock.parent.mkdir(parents=True, exist_ok=True)
@@ -44,13 +52,8 @@ def _ensure_service(sock: Path) -> None:
         start_new_session=True,
     )
     for _ in range(100):
-        if sock.exists():
-            try:
-                with PodmanClient(base_url=url) as client:
-                    client.version()
-                    return
-            except Exception:  # noqa: BLE001
-                pass
+        if sock.exists() and _answers(url):
+            return
         time.sleep(0.1)
     raise EngineError(f"podman API service did not start on {sock}")
 
