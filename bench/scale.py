@@ -115,7 +115,8 @@ def slapadd_users(mail: BenchInstance, users: int) -> None:
     subprocess.run(["podman", "stop", "-t", "10", container], capture_output=True, check=True)
     try:
         load = subprocess.run(
-            ["podman", "run", "--rm", "-i", "--volumes-from", container, "--entrypoint", "sh", image, "-c",
+            ["podman", "run", "--rm", "-i", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
+             "--volumes-from", container, "--entrypoint", "sh", image, "-c",
              "slapadd -q -f /config/current/openldap/slapd.conf -l /dev/stdin && chown -R openldap:openldap "
              "/var/lib/ldap"], input=ldif, capture_output=True, text=True, check=False)
     finally:
