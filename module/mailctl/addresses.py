@@ -123,15 +123,15 @@ def normalize_destinations(ctx, destinations: list[dict[str, Any]], field: str =
     """
     if directory is None and any(d["dtype"] in ("user", "group") for d in destinations):
         directory = open_directory(ctx.instance, ctx.store)
-    users = {u["user"] for u in directory.users()} if directory else set()
-    groups = {g["group"] for g in directory.groups()} if directory else set()
     publics = publicmailboxes.names(ctx.store)
     result: list[dict[str, Any]] = []
     for dest in destinations:
         dtype, name = dest["dtype"], destination_name(dest)
         if dtype in ("user", "group"):
             given, name = name, name.lower()
-            if name not in (users if dtype == "user" else groups):
+            # One search per named user or group: listing a large domain costs seconds.
+            found = directory.user(name) if dtype == "user" else directory.group(name)
+            if found is None:
                 ctx.reject(field, "address_destination_not_found", given,
                            f"{dtype} {given} does not exist in the user domain")
         elif dtype == "public":

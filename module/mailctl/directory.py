@@ -54,9 +54,15 @@ class Directory:
             raise DirectoryError(f"user domain {self.conf['name']}: search failed: {exc}") from exc
         return list(self.conn.entries)
 
-    def users(self) -> list[dict[str, Any]]:
+    def _only(self, flt: str, attr: str, name: str | None) -> str:
+        """The filter `flt`, narrowed to the entry named `name` (by `attr`) when given."""
+        return f"(&{flt}({attr}={escape(name)}))" if name is not None else flt
+
+    def users(self, only: str | None = None) -> list[dict[str, Any]]:
+        """Every user, or (`only`) the user of that name: one search either way."""
         s = self.schema
-        entries = self._search(s["user_filter"], [s["user_attr"], s["display_attr"], s["mail_attr"]])
+        entries = self._search(self._only(s["user_filter"], s["user_attr"], only),
+                               [s["user_attr"], s["display_attr"], s["mail_attr"]])
         users = []
         for e in entries:
             name = _first(e, s["user_attr"])
@@ -65,9 +71,11 @@ class Directory:
                               "mail": _first(e, s["mail_attr"]) or "", "dn": e.entry_dn})
         return sorted(users, key=lambda u: u["user"])
 
-    def groups(self) -> list[dict[str, Any]]:
+    def groups(self, only: str | None = None) -> list[dict[str, Any]]:
+        """Every group, or (`only`) the group of that name, with its members."""
         s = self.schema
-        entries = self._search(s["group_filter"], [s["group_attr"], "description", s["member_attr"]])
+        entries = self._search(self._only(s["group_filter"], s["group_attr"], only),
+                               [s["group_attr"], "description", s["member_attr"]])
         by_dn = {u["dn"].lower(): u["user"] for u in self.users()} if s["member_is_dn"] else {}
         groups = []
         for e in entries:
@@ -80,11 +88,12 @@ class Directory:
                            "members": sorted(m for m in members if m)})
         return sorted(groups, key=lambda g: g["group"])
 
+    # One search for the named entry, not a listing of the whole domain (10,000 users).
     def user(self, name: str) -> dict[str, Any] | None:
-        return next((u for u in self.users() if u["user"] == name.lower()), None)
+        return next((u for u in self.users(only=name) if u["user"] == name.lower()), None)
 
     def group(self, name: str) -> dict[str, Any] | None:
-        return next((g for g in self.groups() if g["group"] == name.lower()), None)
+        return next((g for g in self.groups(only=name) if g["group"] == name.lower()), None)
 
 
 class EmbeddedDirectory(Directory):
