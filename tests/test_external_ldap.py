@@ -245,13 +245,14 @@ def mx(mail, ext_ldap):
 
 
 def ext_domain(ldap: ExternalLdap, **over) -> dict:
+    """The RFC 2307 tree over STARTTLS; the test slapd's certificate is self-signed (tls_verify off)."""
     return {"name": "ext.test", "schema": "rfc2307", "url": ldap.url, "base_dn": EXT_BASE,
-            "bind_dn": EXT_READER, "bind_password": READER_PW, "tls": False, **over}
+            "bind_dn": EXT_READER, "bind_password": READER_PW, "tls": True, "tls_verify": False, **over}
 
 
 def ad_domain(ldap: ExternalLdap) -> dict:
     return {"name": "ad.test", "schema": "ad", "url": ldap.url, "base_dn": AD_BASE,
-            "bind_dn": AD_READER, "bind_password": READER_PW}
+            "bind_dn": AD_READER, "bind_password": READER_PW, "tls": True, "tls_verify": False}
 
 
 def send25(cli, rcpts: list[str], subject: str) -> None:
@@ -316,16 +317,28 @@ def test_set_user_domain_checks_server_and_bind(mx, ext_ldap):
     assert "ext.test" not in [d["name"] for d in mx.run("list-user-domains")["domains"]]
 
 
-def test_tls_verify_refuses_a_self_signed_directory_and_is_off_by_default(mx, ext_ldap):
-    for data in (ext_domain(ext_ldap, url=ext_ldap.ldaps_url, tls_verify=True),  # ldaps://
-                 ext_domain(ext_ldap, tls=True, tls_verify=True)):  # ldap:// + STARTTLS
+def test_tls_verify_refuses_a_self_signed_directory_and_is_on_by_default(mx, ext_ldap):
+    unverified = {k: v for k, v in ext_domain(ext_ldap).items() if k != "tls_verify"}
+    for data in ({**unverified, "url": ext_ldap.ldaps_url},  # ldaps://
+                 unverified,  # ldap:// + STARTTLS
+                 ext_domain(ext_ldap, tls_verify=True)):
         errors = mx.run("set-user-domain", data, expect=10)
         assert [(e["field"], e["error"]) for e in errors] == [("tls_verify", "ldap_certificate_invalid")], errors
     assert "ext.test" not in [d["name"] for d in mx.run("list-user-domains")["domains"]]
     mx.run("set-user-domain", ext_domain(ext_ldap, url=ext_ldap.ldaps_url))
-    mx.run("set-user-domain", ext_domain(ext_ldap, tls=True))
+    mx.run("set-user-domain", ext_domain(ext_ldap))
     info = next(d for d in mx.run("list-user-domains")["domains"] if d["name"] == "ext.test")
     assert (info["tls"], info["tls_verify"]) == (True, False)
+
+
+def test_plain_ldap_is_refused_unless_allowed_explicitly(mx, ext_ldap):
+    """ldap:// without STARTTLS would carry the bind and user passwords in clear."""
+    errors = mx.run("set-user-domain", ext_domain(ext_ldap, name="plain.test", tls=False), expect=10)
+    assert [(e["field"], e["error"]) for e in errors] == [("tls", "ldap_plaintext_refused")], errors
+    assert READER_PW not in json.dumps(errors)
+    assert "plain.test" not in [d["name"] for d in mx.run("list-user-domains")["domains"]]
+    mx.run("set-user-domain", ext_domain(ext_ldap, name="plain.test", tls=False, allow_plaintext=True))
+    assert "plain.test" in [d["name"] for d in mx.run("list-user-domains")["domains"]]
 
 
 def test_switch_to_external_domain_keeps_the_mailbox(mx, mail, ext_ldap):

@@ -61,6 +61,22 @@ def sink(gateway):
     server.stop()
 
 
+def instance_tls(cli) -> ssl.SSLContext:
+    """A server TLS context with the instance's own self-signed certificate."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_dir = cli.state_dir / cli.instance / "tls"
+    tls.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
+    return tls
+
+
+@pytest.fixture
+def tls_sink(gateway, mx):
+    """A relay host offering STARTTLS (credentials are only ever sent over TLS)."""
+    server = SmtpSink(gateway, tls_context=instance_tls(mx)).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def clean(mx):
     """A test that starts with an empty queue and no default or sender rule (`mx` cleans up at the end).
@@ -187,8 +203,8 @@ def test_relay_rules_list_in_order_and_validate(clean):
     assert not mx.run("list-relay-rules")["has_wildcard"]
 
 
-def test_recipient_rule_relays_with_auth_and_password_stays_secret(clean, sink):
-    mx = clean
+def test_recipient_rule_relays_with_auth_and_password_stays_secret(clean, tls_sink):
+    mx, sink = clean, tls_sink
     sink.require_auth = True
     domain = f"r{token()}.example.net"
     out = mx("run", "add-relay-rule", "--data", json.dumps(
@@ -331,9 +347,7 @@ def test_mandatory_tls(clean, sink, gateway):
     assert "TLS" in entry["recipients"][0]["delay_reason"]
     assert received(sink, msgid) is None
 
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls_dir = mx.state_dir / mx.instance / "tls"
-    tls.load_cert_chain(tls_dir / "cert.pem", tls_dir / "key.pem")
+    tls = instance_tls(mx)
     secure = SmtpSink(gateway, tls_context=tls).start()
     # Port 465: TLS from the first byte (the smtps transport), here for the default rule.
     wrapped = SmtpSink(gateway, 465, tls_context=tls, implicit_tls=True).start()
@@ -347,6 +361,37 @@ def test_mandatory_tls(clean, sink, gateway):
     finally:
         secure.stop()
         wrapped.stop()
+
+
+def test_credentials_never_travel_in_clear_and_certificates_can_be_verified(clean, sink, tls_sink):
+    """A rule with credentials and mandatory_tls off still requires TLS (no AUTH in clear);
+    tls_verify refuses a relay host whose certificate no system CA signed."""
+    mx = clean
+    sink.require_auth = tls_sink.require_auth = True
+    domain = f"c{token()}.example.net"
+    mx.run("add-relay-rule", rule("recipient", domain, sink.host, sink.port, username="relayuser",
+                                  password=RELAY_PASSWORD))
+    msgid = submit(mx, BOB, f"dest@{domain}")
+    entry = wait_for(lambda: queued(mx, msgid), "the message held back for lack of TLS")
+    assert "TLS" in entry["recipients"][0]["delay_reason"]
+    assert sink.auth_attempts == [] and received(sink, msgid) is None
+
+    # The same host with TLS but a self-signed certificate: refused when verification is asked.
+    mx.run("alter-relay-rule", rule("recipient", domain, tls_sink.host, tls_sink.port, username="relayuser",
+                                    tls_verify=True))
+    assert next(r for r in mx.run("list-relay-rules")["rules"] if r["rule_subject"] == domain)["tls_verify"]
+    mx.run("flush-postfix-queue", {"queue": entry["queue_id"], "action": "resend"})
+    wait_for(lambda: "verif" in ((queued(mx, msgid) or {}).get("recipients") or [{}])[0].get("delay_reason", "")
+             .lower(), "the message refused for an unverified certificate")
+    assert tls_sink.auth_attempts == [] and received(tls_sink, msgid) is None
+    # An alter that does not name tls_verify (an NS8 client) keeps it; turning it off delivers over TLS.
+    mx.run("alter-relay-rule", rule("recipient", domain, tls_sink.host, tls_sink.port, username="relayuser"))
+    assert next(r for r in mx.run("list-relay-rules")["rules"] if r["rule_subject"] == domain)["tls_verify"]
+    mx.run("alter-relay-rule", rule("recipient", domain, tls_sink.host, tls_sink.port, username="relayuser",
+                                    tls_verify=False))
+    mx.run("flush-postfix-queue", {"queue": queued(mx, msgid)["queue_id"], "action": "resend"})
+    got = wait_for(lambda: received(tls_sink, msgid), "the relayed message over TLS")
+    assert got.tls is True and got.auth == ("relayuser", RELAY_PASSWORD)
 
 
 def test_always_bcc_copies_to_a_local_mailbox(mx):

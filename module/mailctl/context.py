@@ -15,6 +15,11 @@ from .state import Store
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 EMBEDDED_LDAP = {"name": "local", "schema": "rfc2307", "url": "ldap://openldap", "base_dn": "dc=mail,dc=local"}
+# The embedded directory answers no anonymous search: postfix and dovecot bind as this
+# read-only DN (made by images/openldap/entrypoint), with the secret ldap-reader-password.
+EMBEDDED_READER_DN = f"cn=reader,{EMBEDDED_LDAP['base_dn']}"
+READER_SECRET = "ldap-reader-password"
+BIND_SECRET = "ldap-bind-password"  # the selected external domain's bind password
 
 # How users and groups look in each LDAP schema the module understands.
 LDAP_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -46,11 +51,15 @@ def user_domain_config(store: Store, name: str | None = None) -> dict[str, Any]:
     for external in store.get("external_user_domains") or []:
         if external["name"] == name:
             domain = external
+    embedded = domain is EMBEDDED_LDAP
     return {
         "name": domain["name"], "schema": domain["schema"], "url": domain["url"], "base_dn": domain["base_dn"],
-        "bind_dn": domain.get("bind_dn") or "", "tls": domain.get("tls", False),
+        "bind_dn": EMBEDDED_READER_DN if embedded else domain.get("bind_dn") or "",
+        # the secret file whose content is the bind password (__SECRET_<name>__ in the files)
+        "bind_secret": READER_SECRET if embedded else BIND_SECRET,
+        "tls": domain.get("tls", False),
         "tls_verify": domain.get("tls_verify", False), "ca_file": SYSTEM_CA_FILE,
-        "embedded": domain is EMBEDDED_LDAP,
+        "embedded": embedded,
         **LDAP_SCHEMAS[domain["schema"]],
     }
 
@@ -81,4 +90,5 @@ def render_context(store: Store) -> dict[str, Any]:
         "bypass": filter_settings.bypass_context(store),
         # The third-party signature databases of the rating (images/clamav/update-signatures).
         "third_party_sigs": signatures.render_context(filter_settings.antivirus(store)),
+        "system_ca_file": SYSTEM_CA_FILE,
     }

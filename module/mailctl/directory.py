@@ -11,12 +11,11 @@ from typing import Any
 from ldap3 import AUTO_BIND_TLS_BEFORE_BIND, BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.hashed import hashed
 
 from .context import EMBEDDED_LDAP, LDAP_SCHEMAS, user_domain_config
 from .engines import get_engine
 from .errors import MailError
-from .secrets import read_secret
+from .secrets import read_secret, sha512_crypt_hash
 from .settings import Instance
 from .state import Store
 
@@ -178,10 +177,12 @@ class EmbeddedDirectory(Directory):
 
 
 def hashed_password(password: str) -> str:
-    """A salted SHA-512 hash: slapd verifies it, nothing stores the clear text."""
-    from ldap3 import HASHED_SALTED_SHA512
+    """An LDAP userPassword {CRYPT}$6$... (SHA512-CRYPT): slapd verifies it with crypt(3).
 
-    return hashed(HASHED_SALTED_SHA512, password)
+    Older entries hold {SSHA512} (one salted round); each is replaced by this scheme on the
+    user's next password change.
+    """
+    return "{CRYPT}" + sha512_crypt_hash(password)
 
 
 def _first(entry: Any, attr: str) -> str | None:

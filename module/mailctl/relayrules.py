@@ -17,6 +17,11 @@ transport_maps for the whole message; templates/postfix/sqlite-relay-order.cf).
 Known limit: FILTER is per message, so in such a message a copy to a local mailbox
 also goes through the sender rule's host (which normally hands it back by MX).
 
+Credentials never travel in clear: postfix offers no plaintext SASL mechanism outside
+TLS (smtp_sasl_security_options noplaintext), and a next hop that has credentials is
+always reached with TLS required (sqlite-relay-tls.cf: "encrypt", or "secure" when the
+rule asks to verify the host's certificate with `tls_verify`).
+
 Passwords are write-only. They are kept only in the instance secrets directory:
 `relay-passwords.json` (by rule) and the postfix map `postfix-sasl_passwd.map`
 (bind-mounted into postfix, installed and postmapped by images/postfix/reload). The
@@ -66,7 +71,8 @@ def rule_key(rule: dict[str, Any]) -> str:
 def _row(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "rule_type": row["rule_type"], "rule_subject": row["rule_subject"], "host": row["host"],
-        "port": row["port"], "mandatory_tls": bool(row["mandatory_tls"]), "username": row["username"],
+        "port": row["port"], "mandatory_tls": bool(row["mandatory_tls"]), "tls_verify": bool(row["tls_verify"]),
+        "username": row["username"],
         "has_password": bool(row["has_password"]), "enabled": bool(row["enabled"]),
     }
 
@@ -90,7 +96,8 @@ def get_rule(store: Store, rule_type: str, subject: str) -> dict[str, Any] | Non
 def put_rule(store: Store, rule: dict[str, Any]) -> None:
     store.upsert("relay_rules", {
         "rule_type": rule["rule_type"], "rule_subject": rule["rule_subject"], "host": rule["host"],
-        "port": rule["port"], "mandatory_tls": int(rule["mandatory_tls"]), "username": rule["username"],
+        "port": rule["port"], "mandatory_tls": int(rule["mandatory_tls"]),
+        "tls_verify": int(bool(rule.get("tls_verify"))), "username": rule["username"],
         "has_password": int(rule["has_password"]), "enabled": int(rule["enabled"]),
         "nexthop": nexthop(rule["host"], rule["port"]), "transport": transport(rule["port"]),
     }, ("rule_type", "rule_subject"))
@@ -125,8 +132,8 @@ def normalize(data: dict[str, Any], reject: Reject) -> dict[str, Any]:
     if password and not username:
         reject("username", "username_required", username, "a password needs a user name")
     return {"rule_type": data["rule_type"], "rule_subject": subject, "host": data["host"].lower(),
-            "port": data["port"], "mandatory_tls": data["mandatory_tls"], "username": username,
-            "enabled": data["enabled"]}
+            "port": data["port"], "mandatory_tls": data["mandatory_tls"], "tls_verify": data.get("tls_verify"),
+            "username": username, "enabled": data["enabled"]}
 
 
 def not_found(reject: Reject, subject: str) -> None:
@@ -237,6 +244,9 @@ def save_rule(ctx: Any, rule: dict[str, Any], password: str | None) -> None:
     """
     passwords = Passwords(ctx.instance.secrets_dir)
     key = rule_key(rule)
+    if rule.get("tls_verify") is None:  # omitted (NS8 clients): keep the stored choice, off for a new rule
+        stored = get_rule(ctx.store, rule["rule_type"], rule["rule_subject"])
+        rule["tls_verify"] = bool(stored and stored["tls_verify"])
     if password:
         passwords.by_rule[key] = password
     elif password is not None or not rule["username"]:

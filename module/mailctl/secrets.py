@@ -9,6 +9,8 @@ import os
 import secrets as _random
 from pathlib import Path
 
+from passlib.hash import sha512_crypt
+
 from .settings import Instance
 from .stack import SECRET_DIRS, SECRETS
 
@@ -62,13 +64,23 @@ def ensure_secrets(instance: Instance) -> None:
     """Create every secret file a container mounts, generating passwords once."""
     generated = {
         "ldap-admin-password": lambda: _random.token_urlsafe(24),
+        "ldap-reader-password": lambda: _random.token_urlsafe(24),
+        "redis-password": lambda: _random.token_urlsafe(24),
         "rspamd-admin-password": lambda: _random.token_urlsafe(18),
         "vmail-master-password": lambda: _random.token_urlsafe(18),
         ADMIN_PASSWORD: lambda: _random.token_urlsafe(15),
     }
     for name, make in generated.items():
-        if not (instance.secrets_dir / name).exists():
-            write_secret(instance.secrets_dir / name, make())
+        path = instance.secrets_dir / name
+        if not path.exists() or path.stat().st_size == 0:  # an empty file: made by an older version
+            write_secret(path, make())
+    # Redis requires a password (redis.conf includes redis-auth.conf); rspamd sends it.
+    redis_password = read_secret(instance, "redis-password")
+    for name, content in (("redis-auth.conf", f"requirepass {redis_password}\n"),
+                          ("rspamd-redis.inc", f'password = "{redis_password}";\n')):
+        path = instance.secrets_dir / name
+        if not path.exists() or path.read_text() != content:
+            write_secret(path, content)
     controller = instance.secrets_dir / "rspamd-controller.inc"
     if not controller.exists():
         password = read_secret(instance, "rspamd-admin-password")
@@ -82,10 +94,12 @@ def ensure_secrets(instance: Instance) -> None:
     learn = instance.secrets_dir / "dovecot-rspamd-password"
     if not learn.exists() or learn.stat().st_size == 0:
         write_secret(learn, read_secret(instance, "rspamd-admin-password"))
-    # The built-in master user "vmail" (reveal-master-credentials), a dovecot passwd-file.
+    # The built-in master user "vmail" (reveal-master-credentials), a dovecot passwd-file;
+    # a hash of the older {SSHA512} scheme is made again with SHA512-CRYPT.
     masters = instance.secrets_dir / "dovecot-master-users"
-    if not masters.exists() or masters.stat().st_size == 0:
-        write_secret(masters, f"vmail:{ssha512(read_secret(instance, 'vmail-master-password'))}\n")
+    if not masters.exists() or not masters.read_text().startswith("vmail:{SHA512-CRYPT}"):
+        hashed = sha512_crypt_hash(read_secret(instance, "vmail-master-password"))
+        write_secret(masters, f"vmail:{{SHA512-CRYPT}}{hashed}\n")
     for names in SECRETS.values():
         for name in names:
             if not (instance.secrets_dir / name).exists():
@@ -95,11 +109,14 @@ def ensure_secrets(instance: Instance) -> None:
             (instance.secrets_dir / name).mkdir(mode=0o700, exist_ok=True)
 
 
-def ssha512(password: str) -> str:
-    """A dovecot {SSHA512} hash: base64(sha512(password + salt) + salt)."""
-    salt = _random.token_bytes(16)
-    digest = hashlib.sha512(password.encode() + salt).digest()
-    return "{SSHA512}" + base64.b64encode(digest + salt).decode()
+# SHA512-CRYPT rounds: glibc's default, what /etc/shadow and Dovecot use; every IMAP or
+# SMTP login costs slapd one such hash.
+HASH_ROUNDS = 5000
+
+
+def sha512_crypt_hash(password: str) -> str:
+    """A SHA512-CRYPT hash ($6$salt$...): slapd ({CRYPT}) and dovecot ({SHA512-CRYPT}) read it."""
+    return sha512_crypt.using(rounds=HASH_ROUNDS).hash(password)
 
 
 # scrypt cost: about 50 ms and 16 MiB per check, cheap for a login, dear for a guesser.

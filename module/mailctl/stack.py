@@ -70,10 +70,11 @@ RESTART_POLICY = "unless-stopped"
 
 # Secrets files (under the instance's secrets dir) mounted into each daemon at /run/secrets/.
 SECRETS: dict[str, tuple[str, ...]] = {
-    "openldap": ("ldap-admin-password",),
-    "rspamd": ("rspamd-controller.inc",),
-    "dovecot": ("dovecot-master-users", "ldap-bind-password", "dovecot-rspamd-password"),
-    "postfix": ("postfix-sasl_passwd.map", "ldap-bind-password"),
+    "redis": ("redis-auth.conf",),
+    "openldap": ("ldap-admin-password", "ldap-reader-password"),
+    "rspamd": ("rspamd-controller.inc", "rspamd-redis.inc"),
+    "dovecot": ("dovecot-master-users", "ldap-bind-password", "dovecot-rspamd-password", "ldap-reader-password"),
+    "postfix": ("postfix-sasl_passwd.map", "ldap-bind-password", "ldap-reader-password"),
 }
 # Secret directories (under the instance's secrets dir, mode 0700) mounted read-only
 # at /run/secrets/<name>: their files may come and go while the container runs.
@@ -83,6 +84,9 @@ SECRET_DIRS: dict[str, tuple[str, ...]] = {
 # ldap-bind-password: the selected user domain's bind password (empty for `local`),
 # put in place of __SECRET_ldap-bind-password__ in the rendered LDAP files by the
 # images' reload scripts; external_ldap.sync_bind_secret keeps it current.
+# ldap-reader-password: the password of the embedded directory's read-only DN (the
+# embedded directory refuses anonymous reads). redis-auth.conf / rspamd-redis.inc: the
+# Redis password, for redis (requirepass) and rspamd, the only daemon that uses Redis.
 
 # Named volumes: daemon -> {purpose: mount point}.
 VOLUMES: dict[str, dict[str, str]] = {

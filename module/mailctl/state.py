@@ -179,6 +179,15 @@ MIGRATIONS: list[str] = [
     UPDATE address_targets SET target = 'postmaster@public.internal'
         WHERE local = 'postmaster' AND domain = '*' AND target = 'administrator@mailbox.internal'
     """,
+    # Relay rules may ask postfix to verify the relay host's certificate (relayrules.py);
+    # the relay TLS policy also reads which rules send credentials (never in clear).
+    """
+    ALTER TABLE relay_rules ADD COLUMN tls_verify INTEGER NOT NULL DEFAULT 0;
+    DROP VIEW postfix_relay_rules;
+    CREATE VIEW postfix_relay_rules AS
+        SELECT rule_type, rule_subject, nexthop, transport, mandatory_tls, tls_verify, has_password
+        FROM relay_rules WHERE enabled = 1;
+    """,
 ]
 
 DEFAULT_SETTINGS: dict[str, Any] = {

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import stat
 from pathlib import Path
+
+from passlib.hash import sha512_crypt
 
 from mailctl.context import render_context
 from mailctl.engines.podman import _unframe
 from mailctl.mailboxes import forward_status, merge_settings, quota_status, spam_retention_status
 from mailctl.render import ConfigTree
-from mailctl.secrets import ensure_secrets, ssha512
+from mailctl.secrets import ensure_secrets, sha512_crypt_hash
 from mailctl.settings import Instance
 from mailctl.state import DEFAULT_SETTINGS, Store
 
@@ -63,10 +63,15 @@ def test_vmail_master_secret(tmp_path):
     line = (instance.secrets_dir / "dovecot-master-users").read_text()
     assert stat.S_IMODE((instance.secrets_dir / "dovecot-master-users").stat().st_mode) == 0o600
     name, _, hashed = line.strip().partition(":")
-    raw = base64.b64decode(hashed.removeprefix("{SSHA512}"))
     assert name == "vmail" and password not in line
-    assert hashlib.sha512(password.encode() + raw[64:]).digest() == raw[:64]
-    assert ssha512("x") != ssha512("x"), "salted"
+    assert hashed.startswith("{SHA512-CRYPT}$6$")
+    assert sha512_crypt.verify(password, hashed.removeprefix("{SHA512-CRYPT}"))
+    assert sha512_crypt_hash("x") != sha512_crypt_hash("x"), "salted"
+    # A master file of the older {SSHA512} scheme is hashed again, same password.
+    (instance.secrets_dir / "dovecot-master-users").write_text("vmail:{SSHA512}abc\n")
+    ensure_secrets(instance)
+    upgraded = (instance.secrets_dir / "dovecot-master-users").read_text().strip().partition(":")[2]
+    assert sha512_crypt.verify(password, upgraded.removeprefix("{SHA512-CRYPT}"))
 
 
 def test_unframe_exec_output():

@@ -102,16 +102,23 @@ def test_certificate_checks_follow_tls_verify(tmp_path, verify):
     assert settings(files["dovecot/acl-groups.conf"])["tls_verify"] == ("yes" if verify else "no")
 
 
-def test_embedded_domain_has_no_bind_password(tmp_path):
+def test_embedded_domain_is_read_as_the_reader_never_anonymously(tmp_path):
     store = Store(tmp_path / "state.sqlite")
     try:
         out = tmp_path / "out"
         render_into(out, render_context(store))
     finally:
         store.close()
-    text = (out / "postfix/ldap-users.cf").read_text()
-    assert "bind = no" in text and "__SECRET_" not in text
-    assert "__SECRET_" not in (out / "dovecot/ldap-passdb.conf.ext").read_text()
+    for name in ("postfix/ldap-users.cf", "postfix/ldap-groups.cf", "postfix/ldap-sender-login.cf"):
+        table = settings((out / name).read_text())
+        assert (table["bind"], table["bind_dn"]) == ("yes", "cn=reader,dc=mail,dc=local")
+        assert table["bind_pw"] == "__SECRET_ldap-reader-password__"
+    passdb = settings((out / "dovecot/ldap-passdb.conf.ext").read_text())
+    assert (passdb["dn"], passdb["dnpass"]) == ("cn=reader,dc=mail,dc=local", '"__SECRET_ldap-reader-password__"')
+    acl = settings((out / "dovecot/acl-groups.conf").read_text())
+    assert acl["binddn"] == "cn=reader,dc=mail,dc=local"
+    slapd = (out / "openldap/slapd.conf").read_text()
+    assert "disallow bind_anon" in slapd and "by * read" not in slapd
 
 
 def fill(tmp_path: Path, daemon: str, template: str, secret: str) -> str:
