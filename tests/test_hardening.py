@@ -17,6 +17,7 @@ import json
 import socket
 import subprocess
 import time
+from email.utils import formatdate
 
 import pytest
 import redis
@@ -118,6 +119,21 @@ def test_redis_refuses_clients_without_the_password(mx):
     assert wait_for(lambda: client.keys("rs_history*"), "rspamd's history in redis")
 
 
+def test_authenticated_senders_get_an_rspamd_rate_limit_bucket(mx):
+    """Each login sending on 587 has its own Rspamd rate limit bucket in Redis (burst 200, then
+    200 an hour: local.d/ratelimit.conf); the limit itself is Rspamd's and is not driven here."""
+    import smtplib
+
+    client = redis.Redis(host=address(mx, "redis"), port=6379, password=secret(mx, "redis-password"),
+                         socket_timeout=5)
+    before = set(client.keys("RL*"))
+    with smtplib.SMTP(HOST, mx.port(587), timeout=30) as s:
+        s.starttls(context=insecure_tls())
+        s.login(USER, PASSWORD)
+        s.send_message(message(f"{USER}@{DOMAIN}", f"{USER}@{DOMAIN}", f"rate-{token()}"))
+    assert wait_for(lambda: set(client.keys("RL*")) - before, "a rate limit bucket for the login")
+
+
 def test_ldap_admin_password_is_never_on_a_command_line(mx, tmp_path):
     """Start the openldap image's entrypoint with every tool it runs wrapped to record its arguments."""
     state = mx.state_dir / mx.instance
@@ -178,7 +194,9 @@ def test_smtp_refuses_vrfy_smuggling_and_oversize(mx):
     # would-be second one as text of its body, never as a message of its own.
     hidden = f"smuggled-{token()}"
     outer = f"outer-{token()}"
-    payload = (f"Subject: {outer}\r\n\r\nhello\n.\nMAIL FROM:<ceo@{DOMAIN}>\nRCPT TO:<{USER}@{DOMAIN}>\nDATA\n"
+    headers = (f"From: someone@example.net\r\nTo: {USER}@{DOMAIN}\r\nDate: {formatdate()}\r\n"
+               f"Message-ID: <{token()}@client.example.net>\r\n")
+    payload = (f"{headers}Subject: {outer}\r\n\r\nhello\n.\nMAIL FROM:<ceo@{DOMAIN}>\nRCPT TO:<{USER}@{DOMAIN}>\nDATA\n"
                f"Subject: {hidden}\n\nforged\n.\r\n\r\n.\r\n").encode()
     replies = smtp_dialog(mx, [hello, b"MAIL FROM:<someone@example.net>\r\n",
                                f"RCPT TO:<{USER}@{DOMAIN}>\r\n".encode(), b"DATA\r\n", payload, b"QUIT\r\n"])
