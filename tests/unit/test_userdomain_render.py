@@ -100,6 +100,11 @@ def test_certificate_checks_follow_tls_verify(tmp_path, verify):
     assert passdb["tls_require_cert"] == ("demand" if verify else "never")
     assert passdb.get("tls_ca_cert_file") == (ca if verify else None)
     assert settings(files["dovecot/acl-groups.conf"])["tls_verify"] == ("yes" if verify else "no")
+    # libldap's own defaults (/etc/ldap/ldap.conf in the dovecot container): dovecot's
+    # tls_require_cert alone did not let STARTTLS to a self-signed server through.
+    client = dict(line.split(" ", 1) for line in files["dovecot/ldap-client.conf"].splitlines()
+                  if line and not line.startswith("#"))
+    assert client == {"TLS_REQCERT": "demand" if verify else "never", "TLS_CACERT": ca}
 
 
 def test_embedded_domain_is_read_as_the_reader_never_anonymously(tmp_path):
