@@ -114,3 +114,23 @@ def test_a_group_with_a_space_is_quoted_for_postfix():
     assert recipient_of({"dtype": "group", "name": "g1"}) == "g1@group.internal"
     assert destination_name({"dtype": "public", "name": "vmail+postmaster"}) == "postmaster"
     assert destination_name({"dtype": "user", "user": "admin"}) == "admin"
+
+
+def test_two_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
+    """The web server and an action may open a fresh state together: no migration runs twice."""
+    import multiprocessing
+
+    path = tmp_path / "db" / "state.sqlite"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_open_store, args=(path,)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+
+
+def _open_store(path):
+    from mailctl.state import Store
+
+    Store(path).close()
