@@ -117,6 +117,12 @@ def test_redis_refuses_clients_without_the_password(mx):
     send25(mx, f"{USER}@{DOMAIN}", subject)
     wait_for(lambda: inbox_subjects(mx, USER, PASSWORD, subject), "delivery through rspamd")
     assert wait_for(lambda: client.keys("rs_history*"), "rspamd's history in redis")
+    # the runtime's own redis-cli calls (export's SAVE, Bayes counts) authenticate from the secret file
+    from mailctl.stack import redis_cli
+
+    out = subprocess.run(["podman", "exec", f"{mx.instance}-redis", *redis_cli("PING")], capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "PONG"
 
 
 def test_authenticated_senders_get_an_rspamd_rate_limit_bucket(mx):

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .settings import Instance
-from .stack import WEB_PORT
+from .stack import WEB_PORT, redis_cli
 from .state import DEFAULT_SETTINGS, Store
 
 # Installed memory a host should have for ClamAV's official signatures (MiB): the
@@ -116,7 +116,7 @@ def bayes_learned(ctx) -> dict[str, int | None]:
     Read from the classifier's Redis hash (RS, one for the whole server) rather than
     rspamd's statistics, which lag up to a minute behind.
     """
-    out = _exec(ctx, "redis", ["redis-cli", "--raw", "HMGET", "RS", "learns_spam", "learns_ham"])
+    out = _exec(ctx, "redis", redis_cli("--raw", "HMGET", "RS", "learns_spam", "learns_ham"))
     if out is None:
         return {"spam": None, "ham": None}
     lines = (out.splitlines() + ["", ""])[:2]

@@ -76,6 +76,15 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "dovecot": ("dovecot-master-users", "ldap-bind-password", "dovecot-rspamd-password", "ldap-reader-password"),
     "postfix": ("postfix-sasl_passwd.map", "ldap-bind-password", "ldap-reader-password"),
 }
+
+
+def redis_cli(*args: str) -> list[str]:
+    """A redis-cli command to exec in the redis container, authenticated with the password of
+    its secret file (through the environment: never on a command line)."""
+    script = 'REDISCLI_AUTH=$(sed -n "s/^requirepass //p" /run/secrets/redis-auth.conf) exec redis-cli "$@"'
+    return ["sh", "-c", script, "redis-cli", *args]
+
+
 # Secret directories (under the instance's secrets dir, mode 0700) mounted read-only
 # at /run/secrets/<name>: their files may come and go while the container runs.
 SECRET_DIRS: dict[str, tuple[str, ...]] = {

@@ -13,7 +13,7 @@ from typing import Any
 from ..engines import Engine
 from ..errors import MailError
 from ..settings import Instance
-from ..stack import DAEMONS
+from ..stack import DAEMONS, redis_cli
 
 # Volumes holding data (stack.VOLUMES purposes); the ClamAV signatures are not data.
 DATA_VOLUMES = ("vmail", "queue", "ldap", "rspamd", "redis")
@@ -80,7 +80,7 @@ def save_redis(instance: Instance, engine: Engine) -> None:
     """Make Redis write its data set to its volume now, if it runs."""
     name = instance.container_name("redis")
     if any(c.name == name and c.state == "running" for c in engine.list_containers(instance.name)):
-        code, out = engine.exec(name, ["redis-cli", "SAVE"])
+        code, out = engine.exec(name, redis_cli("SAVE"))
         if code != 0:
             raise MailError(f"redis could not save its data set: {out.strip()[-200:]}")
 
