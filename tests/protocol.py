@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import smtplib
 import socket
 import ssl
@@ -41,6 +42,17 @@ def sieve_greeting(port: int, timeout: float = 5) -> str:
 
 
 # ---- helpers shared by the mail-flow tests ------------------------------------------------
+
+
+def network_gateway(instance: str) -> str:
+    """The host's address on an instance's network: where the containers reach the test's
+    servers, and the address a client on the host appears from."""
+    out = subprocess.run(["podman", "network", "inspect", instance], capture_output=True, text=True,
+                         check=True).stdout
+    net = json.loads(out)[0]
+    if net.get("subnets"):
+        return net["subnets"][0]["gateway"]
+    return net["plugins"][0]["ipam"]["ranges"][0][0]["gateway"]  # CNI backend
 
 
 def token(length: int = 12) -> str:

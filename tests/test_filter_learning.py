@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import email
 import imaplib
-import json
 import os
 import random
 import smtplib
-import subprocess
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 import pytest
-from protocol import HOST, imaps, insecure_tls, token, wait_for
+from protocol import HOST, imaps, insecure_tls, network_gateway, token, wait_for
 from smtpsink import SmtpSink
 
 pytestmark = pytest.mark.containers
@@ -208,12 +206,7 @@ def test_a_bypass_rule_lets_gtube_through_and_dkim_still_signs(mx):
 @pytest.fixture(scope="module")
 def gateway(mx) -> str:
     """The host's address on the instance network: what the postfix container connects to."""
-    out = subprocess.run(["podman", "network", "inspect", mx.instance], capture_output=True, text=True,
-                         check=True).stdout
-    net = json.loads(out)[0]
-    if net.get("subnets"):
-        return net["subnets"][0]["gateway"]
-    return net["plugins"][0]["ipam"]["ranges"][0][0]["gateway"]  # CNI backend
+    return network_gateway(mx.instance)
 
 
 @pytest.fixture

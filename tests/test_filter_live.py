@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import email
 import ipaddress
-import json
 import os
 import smtplib
-import subprocess
 import time
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
 from dnsserver import DnsServer
-from protocol import HOST, imaps, token, wait_for
+from protocol import HOST, imaps, network_gateway, token, wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -47,12 +45,7 @@ def mx(mail):
 def gateway(mx) -> str:
     """The host's address on the instance network: the SMTP client's address as rspamd sees
     it, and where the containers reach the test's servers."""
-    out = subprocess.run(["podman", "network", "inspect", mx.instance], capture_output=True, text=True,
-                         check=True).stdout
-    net = json.loads(out)[0]
-    if net.get("subnets"):
-        return net["subnets"][0]["gateway"]
-    return net["plugins"][0]["ipam"]["ranges"][0][0]["gateway"]  # CNI backend
+    return network_gateway(mx.instance)
 
 
 def message(subject: str, dated: bool = True) -> EmailMessage:

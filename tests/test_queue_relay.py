@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 import pytest
-from protocol import HOST, inbox_subjects, insecure_tls, token, wait_for
+from protocol import HOST, inbox_subjects, insecure_tls, network_gateway, token, wait_for
 from smtpsink import SmtpSink
 
 pytestmark = pytest.mark.containers
@@ -46,12 +46,7 @@ def mx(mail):
 @pytest.fixture(scope="module")
 def gateway(mx) -> str:
     """The host's address on the instance network: what the postfix container connects to."""
-    out = subprocess.run(["podman", "network", "inspect", mx.instance], capture_output=True, text=True,
-                         check=True).stdout
-    net = json.loads(out)[0]
-    if net.get("subnets"):
-        return net["subnets"][0]["gateway"]
-    return net["plugins"][0]["ipam"]["ranges"][0][0]["gateway"]  # CNI backend
+    return network_gateway(mx.instance)
 
 
 @pytest.fixture
