@@ -134,14 +134,22 @@ def action_catalogue() -> list[dict[str, Any]]:
             for name in schemas.action_names()]
 
 
-async def run_action(request: Request) -> Response:
+async def action_request(request: Request) -> tuple[str, Any] | Response:
+    """The action named in the path and its JSON input, or the 404/400 answer to give."""
     name = request.path_params["name"]
     if name not in schemas.action_names():
         return error(404, f"unknown action {name!r}")
     try:
-        data = await json_body(request)
+        return name, await json_body(request)
     except BadBody as bad:
         return bad.response
+
+
+async def run_action(request: Request) -> Response:
+    parsed = await action_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    name, data = parsed
     try:
         # The CLI's own runner, in a worker thread: the same validation, lock and transaction.
         output = await run_in_threadpool(runner.run_action, _web(request).instance, name, data)
@@ -158,13 +166,10 @@ async def run_action(request: Request) -> Response:
 # --- tasks ---------------------------------------------------------------------------------
 
 async def start_task(request: Request) -> Response:
-    name = request.path_params["name"]
-    if name not in schemas.action_names():
-        return error(404, f"unknown action {name!r}")
-    try:
-        data = await json_body(request)
-    except BadBody as bad:
-        return bad.response
+    parsed = await action_request(request)
+    if isinstance(parsed, Response):
+        return parsed
+    name, data = parsed
     # Refuse bad input now, as the synchronous route does, rather than in the task.
     errors = schemas.validation_errors(name, "input", runner.normalize_input(data))
     if errors:
