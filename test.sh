@@ -2,4 +2,4 @@
 # Run the whole test suite (unit tests, then tests on real containers).
 set -euo pipefail
 cd "$(dirname "$0")"
-exec .venv/bin/pytest -v -rs "$@"
+exec .venv/bin/pytest -v -rs --durations=25 "$@"

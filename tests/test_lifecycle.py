@@ -17,36 +17,39 @@ def _podman(*args: str) -> list[str]:
 
 def test_down_keeps_volumes_and_up_reuses_them(fresh_instance):
     tl = fresh_instance("tl1", 22000)
-    volumes = set(_podman("volume", "ls", "-q", "--filter", "label=mail.instance=tl1"))
-    assert {"tl1-vmail", "tl1-queue", "tl1-ldap", "tl1-redis"} <= volumes
+    name = tl.instance  # with the run's MAIL_TEST_PREFIX
+    label = f"label=mail.instance={name}"
+    volumes = set(_podman("volume", "ls", "-q", "--filter", label))
+    assert {f"{name}-vmail", f"{name}-queue", f"{name}-ldap", f"{name}-redis"} <= volumes
     # leave a mark in a volume to prove the same one comes back
-    r = subprocess.run(["podman", "exec", "tl1-dovecot", "sh", "-c", "echo kept > /var/lib/vmail/mark"])
+    r = subprocess.run(["podman", "exec", f"{name}-dovecot", "sh", "-c", "echo kept > /var/lib/vmail/mark"])
     assert r.returncode == 0
 
     assert tl("down").code == 0
-    assert _podman("ps", "-aq", "--filter", "label=mail.instance=tl1") == []
-    assert "tl1" not in _podman("network", "ls", "--format", "{{.Name}}")
-    assert set(_podman("volume", "ls", "-q", "--filter", "label=mail.instance=tl1")) == volumes
+    assert _podman("ps", "-aq", "--filter", label) == []
+    assert not [n for n in _podman("network", "ls", "--format", "{{.Name}}") if n == name or n.startswith(f"{name}-")]
+    assert set(_podman("volume", "ls", "-q", "--filter", label)) == volumes
 
     r = tl("up", timeout=300)
     assert r.code == 0, r.stderr
-    out = subprocess.run(["podman", "exec", "tl1-dovecot", "cat", "/var/lib/vmail/mark"],
+    out = subprocess.run(["podman", "exec", f"{name}-dovecot", "cat", "/var/lib/vmail/mark"],
                          capture_output=True, text=True).stdout
     assert out.strip() == "kept"
 
     assert tl("down", "--purge").code == 0
-    assert _podman("volume", "ls", "-q", "--filter", "label=mail.instance=tl1") == []
-    assert not (tl.state_dir / "tl1").exists()
+    assert _podman("volume", "ls", "-q", "--filter", label) == []
+    assert not (tl.state_dir / name).exists()
 
 
 def test_up_fails_with_the_daemons_last_log_lines(fresh_instance):
     """A corrupt LDAP database: `up` exits non-zero and shows openldap's last log lines."""
     tb = fresh_instance("tb9", 22500, up=False)
     version = (Path(__file__).resolve().parents[1] / "VERSION").read_text().strip()
-    subprocess.run(["podman", "volume", "create", "--label", "mail.instance=tb9", "tb9-ldap"],
+    ldap_volume = f"{tb.instance}-ldap"
+    subprocess.run(["podman", "volume", "create", "--label", f"mail.instance={tb.instance}", ldap_volume],
                    check=True, capture_output=True)
     subprocess.run(["podman", "run", "--rm", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
-                    "-v", "tb9-ldap:/v", f"localhost/mail-base:{version}", "sh", "-c",
+                    "-v", f"{ldap_volume}:/v", f"localhost/mail-base:{version}", "sh", "-c",
                     "head -c 65536 /dev/urandom > /v/data.mdb"], check=True, capture_output=True)
     r = tb("up", "--timeout", "60", timeout=200)
     assert r.code != 0

@@ -3,8 +3,9 @@ import-module into another instance, restore-module with replace, clone-module a
 destroy-module with and without purge.
 
 A second instance (MAIL_TEST_INSTANCE2, default tm2, ports MAIL_TEST_OFFSET2, default the
-shared instance's offset + 500) receives what the shared one exports. The tests of this
-file run in order: each one leaves the second instance as the next one expects it.
+shared instance's offset + 500; both with the run's MAIL_TEST_PREFIX / MAIL_TEST_OFFSET_DELTA)
+receives what the shared one exports. The tests of this file run in order: each one leaves
+the second instance as the next one expects it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import TEST_OFFSET, Cli, _engine_leftovers
+from conftest import TEST_OFFSET, TEST_OFFSET_DELTA, TEST_PREFIX, Cli, _engine_leftovers
 from protocol import HOST, insecure_tls
 
 pytestmark = pytest.mark.containers
 
-OTHER = os.environ.get("MAIL_TEST_INSTANCE2", "tm2")
-OTHER_OFFSET = int(os.environ.get("MAIL_TEST_OFFSET2", str(TEST_OFFSET + 500)))
+OTHER = TEST_PREFIX + os.environ.get("MAIL_TEST_INSTANCE2", "tm2")
+OTHER_OFFSET = int(os.environ.get("MAIL_TEST_OFFSET2", str(TEST_OFFSET + 500))) + TEST_OFFSET_DELTA
 DOMAIN = "example.org"
 USER, ALIAS = "lcuser", "lcsales"
 PASSWORD = "Lifecycle-pass1"
