@@ -1,6 +1,6 @@
 """A throw-away instance for the mail-flow benches (throughput.py, add_domain.py).
 
-`BenchInstance` starts its own instance (default te1 on 127.0.0.1, ports +34000) with a
+`BenchInstance` starts its own instance (default te1 on 127.0.0.1, ports +24000) with a
 temporary state dir, configures example.org and one user through `mailctl run`, and
 removes everything (`mailctl down --purge`) on exit, also on failure or Ctrl-C.
 """
@@ -25,7 +25,7 @@ USER, PASSWORD = "benchuser", "Bench-Pass-4711"
 
 
 class BenchInstance:
-    """`with BenchInstance("te1", 34000) as mail:` -> a running, configured instance."""
+    """`with BenchInstance("te1", 24000) as mail:` -> a running, configured instance."""
 
     def __init__(self, name: str, offset: int) -> None:
         self.name = name

@@ -3,7 +3,7 @@ refused, and that neither needs a daemon reload.
 
     .venv/bin/python bench/add_domain.py [--runs 10]
 
-On a throw-away instance (te1, 127.0.0.1, ports +34000, its own temporary state dir, one
+On a throw-away instance (te1, 127.0.0.1, ports +24000, its own temporary state dir, one
 user in example.org), `--runs` times:
 
 1. an SMTP session to port 25 checks that RCPT TO <benchuser@NEW-DOMAIN> is refused with
@@ -146,7 +146,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="domains added and removed (default 10)")
     parser.add_argument("--instance", default="te1")
-    parser.add_argument("--offset", type=int, default=34000)
+    parser.add_argument("--offset", type=int, default=24000)
     args = parser.parse_args()
     if not 1 <= args.runs <= 100:
         parser.error("--runs: between 1 and 100")
