@@ -69,6 +69,13 @@ def message(sender: str, to: str, subject: str) -> EmailMessage:
     return msg
 
 
+def send(cli, m: EmailMessage, port: int = 25) -> None:
+    """Send `m` to the instance's port 25 (or `port`) as an outside client would."""
+    with smtplib.SMTP(HOST, cli.port(port), timeout=30) as s:
+        s.ehlo("client.example.net")
+        s.send_message(m)
+
+
 def rcpt(cli, address: str, port: int = 25, size: int | None = None,
          sender: str = "someone@example.net") -> tuple[int, str]:
     """The answer to RCPT TO from an outside client (MAIL FROM declares `size` if given).

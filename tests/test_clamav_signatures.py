@@ -23,7 +23,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 import pytest
-from protocol import HOST, imaps, token, wait_for
+from protocol import imaps, send, token, wait_for
 
 from mailctl import signatures
 
@@ -149,12 +149,6 @@ def mail_with(name: str) -> EmailMessage:
     m.add_attachment(b"x " + marker(name) + b" y", maintype="application", subtype="octet-stream",
                      filename="document.bin")
     return m
-
-
-def send(mx, m: EmailMessage) -> None:
-    with smtplib.SMTP(HOST, mx.port(25), timeout=30) as s:
-        s.ehlo("client.example.net")
-        s.send_message(m)
 
 
 def delivered(mx, subject: str) -> bool:

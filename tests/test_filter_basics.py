@@ -13,7 +13,7 @@ import uuid
 from email.message import EmailMessage
 
 import pytest
-from protocol import HOST, insecure_tls
+from protocol import HOST, insecure_tls, send
 
 pytestmark = pytest.mark.containers
 
@@ -39,12 +39,6 @@ def message(to: str, subject: str) -> EmailMessage:
     m["Message-ID"] = email.utils.make_msgid(domain="example.net")
     m.set_content("Hello,\nthe minutes of today's meeting are at http://www.example.com/minutes\n")
     return m
-
-
-def send(mail, m: EmailMessage) -> None:
-    with smtplib.SMTP(HOST, mail.port(25), timeout=30) as s:
-        s.ehlo("client.example.net")
-        s.send_message(m)
 
 
 def find(mail, subject: str, timeout: float = 20) -> bytes | None:

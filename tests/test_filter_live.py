@@ -18,7 +18,7 @@ from email.utils import make_msgid
 
 import pytest
 from dnsserver import DnsServer
-from protocol import HOST, imaps, network_gateway, token, wait_for
+from protocol import imaps, network_gateway, send, token, wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -56,12 +56,6 @@ def message(subject: str, dated: bool = True) -> EmailMessage:
         m["Date"] = email.utils.formatdate()
     m.set_content("Hello,\nthe report is attached to the next message.\n")
     return m
-
-
-def send(mx, m: EmailMessage) -> None:
-    with smtplib.SMTP(HOST, mx.port(25), timeout=30) as s:
-        s.ehlo("client.example.net")
-        s.send_message(m)
 
 
 def delivered(mx, subject: str) -> bytes:
