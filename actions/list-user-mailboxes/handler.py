@@ -1,7 +1,14 @@
 """list-user-mailboxes: every user of the user domain with its mailbox settings and quota usage."""
 
 from mailctl.directory import open_directory
-from mailctl.mailboxes import forward_status, get_mailbox, quota_status, quota_usage, spam_retention_status
+from mailctl.mailboxes import (
+    default_mailbox,
+    forward_status,
+    list_mailboxes,
+    quota_status,
+    quota_usage,
+    spam_retention_status,
+)
 
 
 def run(ctx, data):
@@ -13,9 +20,10 @@ def run(ctx, data):
     default_quota = defaults["quota"]["limit"]
     default_retention = defaults["spam_retention"]["value"]
     usage = quota_usage(ctx.engine, ctx.instance, users)
+    rows = {m["user"]: m for m in list_mailboxes(ctx.store)}  # one query, not one per user
     mailboxes = []
     for user in users:
-        m = get_mailbox(ctx.store, user)
+        m = rows.get(user) or default_mailbox(user)
         mailboxes.append({
             "user": user,
             "enabled": m["enabled"],

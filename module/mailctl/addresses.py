@@ -186,19 +186,26 @@ def list_addresses(store: Store, directory: Directory) -> dict[str, Any]:
     groups = {g["group"]: g for g in directory.groups()}
     mail_domains = domains.list_domains(store)
     internal = internal_auto(store)
+    # Many addresses share the same destinations (100,000 addresses, 10,000 users): each
+    # distinct stored JSON is parsed and resolved once; equal lists are one shared object.
+    listed: dict[str, list[dict[str, Any]]] = {}
     addresses = []
-    for a in stored_addresses(store):
-        item: dict[str, Any] = {
-            "local": a["local"], "atype": a["atype"],
-            "destinations": [listed_destination(d, users, groups) for d in a["destinations"]],
-        }
-        if a["domain"] is not None:
-            item["domain"] = a["domain"]
-        if a["internal"]:
+    rows = store.conn.execute(
+        "SELECT local, domain, destinations, internal, description FROM addresses ORDER BY local, domain")
+    for local, domain, stored, is_internal, description in rows:
+        destinations = listed.get(stored)
+        if destinations is None:
+            destinations = [listed_destination(d, users, groups) for d in json.loads(stored)]
+            listed[stored] = destinations
+        item: dict[str, Any] = {"local": local, "atype": "wildcard" if domain == WILDCARD else "domain",
+                                "destinations": destinations}
+        if domain != WILDCARD:
+            item["domain"] = domain
+        if is_internal:
             item["internal"] = True
-        if a["description"]:
-            item["description"] = a["description"]
-        if a["local"] == POSTMASTER and a["domain"] is None:
+        if description:
+            item["description"] = description
+        if local == POSTMASTER and domain == WILDCARD:
             item["delete_forbidden"] = True
         addresses.append(item)
     adduser_domains = [d["domain"] for d in mail_domains if d["addusers"]]

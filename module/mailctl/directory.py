@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ldap3 import AUTO_BIND_TLS_BEFORE_BIND, BASE, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection, Server
+from ldap3 import AUTO_BIND_TLS_BEFORE_BIND, BASE, MODIFY_DELETE, MODIFY_REPLACE, NONE, SUBTREE, Connection, Server
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
@@ -20,6 +20,12 @@ from .settings import Instance
 from .state import Store
 
 FIRST_ID = 10000  # uidNumber/gidNumber of the first user and group
+# Entries per page of a listing: Active Directory answers at most 1000 per search
+# (MaxPageSize); slapd's admin has no limit. One listing is one paged search.
+PAGE_SIZE = 1000
+
+# An entry as the searches return it: {"dn": str, attribute (lower case): [str values]}.
+Entry = dict[str, Any]
 
 
 class DirectoryError(MailError):
@@ -35,7 +41,9 @@ class Directory:
         self.base = conf["base_dn"]
         self.schema = LDAP_SCHEMAS[conf["schema"]]
         try:
-            server = Server(url, connect_timeout=5, use_ssl=url.startswith("ldaps://"))
+            # get_info=NONE: no schema read at bind (a round trip and ~0.2 s of parsing);
+            # values are decoded here as UTF-8 text (_entry), which is what every attribute read is.
+            server = Server(url, connect_timeout=5, use_ssl=url.startswith("ldaps://"), get_info=NONE)
             starttls = bool(conf.get("tls")) and url.startswith("ldap://")
             self.conn = Connection(server, bind_dn or None, password or None,
                                    auto_bind=AUTO_BIND_TLS_BEFORE_BIND if starttls else True,
@@ -46,12 +54,17 @@ class Directory:
     def close(self) -> None:
         self.conn.unbind()
 
-    def _search(self, flt: str, attrs: list[str]) -> list[Any]:
+    def _search(self, flt: str, attrs: list[str], base: str | None = None, scope: str = SUBTREE) -> list[Entry]:
+        """The entries matching `flt`, with the raw values of `attrs`: one paged search.
+
+        ldap3's Entry objects cost ~0.4 ms each (10,000 users: 4 s); the raw response is
+        read instead."""
         try:
-            self.conn.search(self.base, flt, SUBTREE, attributes=attrs)
+            responses = self.conn.extend.standard.paged_search(
+                base or self.base, flt, scope, attributes=attrs, paged_size=PAGE_SIZE, generator=False)
         except LDAPException as exc:
             raise DirectoryError(f"user domain {self.conf['name']}: search failed: {exc}") from exc
-        return list(self.conn.entries)
+        return [_entry(r) for r in responses if r.get("type") == "searchResEntry"]
 
     def _only(self, flt: str, attr: str, name: str | None) -> str:
         """The filter `flt`, narrowed to the entry named `name` (by `attr`) when given."""
@@ -67,7 +80,7 @@ class Directory:
             name = _first(e, s["user_attr"])
             if name:
                 users.append({"user": name.lower(), "display_name": _first(e, s["display_attr"]) or "",
-                              "mail": _first(e, s["mail_attr"]) or "", "dn": e.entry_dn})
+                              "mail": _first(e, s["mail_attr"]) or "", "dn": e["dn"]})
         return sorted(users, key=lambda u: u["user"])
 
     def groups(self, only: str | None = None) -> list[dict[str, Any]]:
@@ -81,7 +94,7 @@ class Directory:
             name = _first(e, s["group_attr"])
             if not name:
                 continue
-            raw = e[s["member_attr"]].values if s["member_attr"] in e else []
+            raw = e.get(s["member_attr"].lower(), [])
             members = [by_dn.get(str(m).lower()) for m in raw] if s["member_is_dn"] else [str(m).lower() for m in raw]
             groups.append({"group": name.lower(), "description": _first(e, "description") or "",
                            "members": sorted(m for m in members if m)})
@@ -114,7 +127,7 @@ class EmbeddedDirectory(Directory):
 
     def _next_id(self, attr: str) -> int:
         entries = self._search(f"({attr}=*)", [attr])
-        return max([FIRST_ID - 1, *(int(e[attr].value) for e in entries)]) + 1
+        return max([FIRST_ID - 1, *(int(v) for e in entries for v in e.get(attr.lower(), [])[:1])]) + 1
 
     def add_user(self, user: str, password: str, display_name: str = "", mail: str = "") -> None:
         attrs = {
@@ -159,9 +172,8 @@ class EmbeddedDirectory(Directory):
 
     def set_members(self, group: str, members: list[str]) -> None:
         dn = f"cn={group},{self.groups_dn}"
-        self.conn.search(dn, "(objectClass=*)", BASE, attributes=["memberUid"])
-        entry = self.conn.entries[0] if self.conn.entries else None
-        current = entry.memberUid.values if entry is not None and "memberUid" in entry else []
+        entries = self._search("(objectClass=*)", ["memberUid"], base=dn, scope=BASE)
+        current = entries[0].get("memberuid", []) if entries else []
         changes = {"memberUid": [(MODIFY_REPLACE, list(members))]} if members else (
             {"memberUid": [(MODIFY_DELETE, [])]} if current else {})
         if changes:
@@ -185,13 +197,17 @@ def hashed_password(password: str) -> str:
     return "{CRYPT}" + sha512_crypt_hash(password)
 
 
-def _first(entry: Any, attr: str) -> str | None:
-    if attr not in entry:
-        return None
-    value = entry[attr].value
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return str(value) if value is not None else None
+def _entry(response: dict[str, Any]) -> Entry:
+    """One search result as {"dn", attribute (lower case): [values as text]}."""
+    entry: Entry = {attr.lower(): [v.decode("utf-8", "replace") for v in values]
+                    for attr, values in response["raw_attributes"].items()}
+    entry["dn"] = response["dn"]
+    return entry
+
+
+def _first(entry: Entry, attr: str) -> str | None:
+    values = entry.get(attr.lower())
+    return values[0] if values else None
 
 
 def escape(value: str) -> str:

@@ -26,21 +26,27 @@ MASTER_SEPARATOR = "*"
 
 # Rows ----------------------------------------------------------------------------------
 
+def default_mailbox(user: str) -> dict[str, Any]:
+    """The settings of a mailbox without a row."""
+    return {"user": user.lower(), "enabled": True, "quota_custom": False, "quota_limit": 0,
+            "spam_custom": False, "spam_retention": 0, "forward": None, "keepcopy": False}
+
+
 def get_mailbox(store: Store, user: str) -> dict[str, Any]:
     """The settings of a user's mailbox (the defaults when it has no row)."""
     row = store.conn.execute("SELECT * FROM mailboxes WHERE user=?", (user.lower(),)).fetchone()
-    if row is None:
-        return {"user": user.lower(), "enabled": True, "quota_custom": False, "quota_limit": 0,
-                "spam_custom": False, "spam_retention": 0, "forward": None, "keepcopy": False}
+    return _mailbox(row) if row is not None else default_mailbox(user)
+
+
+def _mailbox(row) -> dict[str, Any]:
     return {**dict(row), "enabled": bool(row["enabled"]), "quota_custom": bool(row["quota_custom"]),
             "spam_custom": bool(row["spam_custom"]), "keepcopy": bool(row["keepcopy"]),
             "forward": json.loads(row["forward"]) if row["forward"] else None}
 
 
 def list_mailboxes(store: Store) -> list[dict[str, Any]]:
-    """The mailboxes with a row (settings that differ from the defaults), by user."""
-    users = [r["user"] for r in store.conn.execute("SELECT user FROM mailboxes ORDER BY user")]
-    return [get_mailbox(store, u) for u in users]
+    """The mailboxes with a row (settings that differ from the defaults), by user: one query."""
+    return [_mailbox(r) for r in store.conn.execute("SELECT * FROM mailboxes ORDER BY user")]
 
 
 def put_mailbox(store: Store, m: dict[str, Any]) -> None:
