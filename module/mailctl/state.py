@@ -188,6 +188,11 @@ MIGRATIONS: list[str] = [
         SELECT rule_type, rule_subject, nexthop, transport, mandatory_tls, tls_verify, has_password
         FROM relay_rules WHERE enabled = 1;
     """,
+    # remove-domain deletes a domain's addresses: by index, not a scan of every address.
+    """
+    CREATE INDEX addresses_domain ON addresses(domain);
+    CREATE INDEX address_targets_domain ON address_targets(domain);
+    """,
 ]
 
 DEFAULT_SETTINGS: dict[str, Any] = {

@@ -177,6 +177,23 @@ def test_postfix_internal_and_refused_recipients(state):
     assert lookup(s, q, refused, "john@example.org") == []
 
 
+def test_quota_policy_skipped_for_addresses_not_delivered_to_their_own_name(state):
+    s, q = state
+    skip = "sqlite-quota-skip.cf"
+    assert lookup(s, q, skip, "info@example.org") == ["OK"]         # -> john: quota-status would check "info"
+    assert lookup(s, q, skip, "postmaster@example.org") == ["OK"]   # -> a public mailbox
+    assert lookup(s, q, skip, "john@example.org") == []             # automatic address: checked
+    assert lookup(s, q, skip, "nobody@example.org") == []
+    with s.transaction():
+        put_address(s, "ann", "example.org", [{"dtype": "user", "name": "ann"}, {"dtype": "user", "name": "john"}])
+    try:
+        assert lookup(s, q, skip, "ann@example.org") == []          # delivers to ann's own mailbox: checked
+    finally:
+        with s.transaction():
+            s.conn.execute("DELETE FROM addresses WHERE local = 'ann'")
+            s.conn.execute("DELETE FROM address_targets WHERE local = 'ann'")
+
+
 def test_postfix_relay_rules_enabled_only(state):
     s, q = state
     assert lookup(s, q, "sqlite-relay-sender.cf", "@example.org") == ["[smart.example.net]:465"]
