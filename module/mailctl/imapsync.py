@@ -11,7 +11,8 @@ image already, writes through Dovecot (indexes, quota, ACLs stay right) and need
 second copy of the mailbox format.
 
 A job (the setting `imap_sync_jobs`, id -> fields) never holds the remote password: that
-is the secret file imapsync/<id> (0600), never output. The state of runs is not part of
+is the secret file imapsync/<id> (0600), never output, and reaches doveadm in its environment
+(never its command line). The state of runs is not part of
 the configuration: <state>/imapsync-status/<id>.json says running/done/failed, when, and
 how many messages the last run added.
 
@@ -153,11 +154,29 @@ def _check_user(ctx, user: str) -> None:
 # ---------------------------------------------------------------- running
 
 
-def _doveadm(job: dict[str, Any], password: str, *command: str) -> list[str]:
-    return ["doveadm",
+# The remote password never goes on a command line (every process of the container can read
+# those): it reaches the container in the environment of the exec (remote_env), and a shell
+# builtin writes it into a private config file that includes the daemon's configuration and
+# adds imapc_password; doveadm reads that file (-c); the file is removed on every exit path.
+PASSWORD_ENV = "MAIL_IMAPC_PASSWORD"
+_PASSWORD_CONFIG = (
+    'umask 077; conf=$(mktemp) || exit 75; trap \'rm -f "$conf"\' EXIT; '
+    'printf \'!include /etc/dovecot/dovecot.conf\\nimapc_password = "%s"\\n\' '
+    f'"${PASSWORD_ENV}" > "$conf"; unset {PASSWORD_ENV}; cmd=$1; shift; "$cmd" -c "$conf" "$@"'
+)
+
+
+def remote_env(password: str) -> dict[str, str]:
+    """The environment that hands the remote password to the commands of _doveadm(), escaped
+    for a quoted value of Dovecot's configuration."""
+    return {PASSWORD_ENV: password.replace("\\", "\\\\").replace('"', '\\"')}
+
+
+def _doveadm(job: dict[str, Any], *command: str) -> list[str]:
+    return ["sh", "-c", _PASSWORD_CONFIG, "sh", "doveadm",
             "-o", f"imapc_host={job['remotehost']}", "-o", f"imapc_port={job['remoteport']}",
             "-o", f"imapc_ssl={IMAPC_SSL[job['security']]}", "-o", "imapc_ssl_verify=no",
-            "-o", f"imapc_user={job['remoteuser']}", "-o", f"imapc_password={password}",
+            "-o", f"imapc_user={job['remoteuser']}",
             "-o", "imapc_features=rfc822.size fetch-headers modseq", "-o", "imapc_list_prefix=",
             "-o", "mail_prefetch_count=20", *command]
 
@@ -171,7 +190,7 @@ def _message_count(engine: Engine, container: str, user: str) -> int:
     return sum(int(c) for c in counts if c.isdigit())
 
 
-def sync_command(job: dict[str, Any], password: str, folder: str = "", state: str = "") -> list[str]:
+def sync_command(job: dict[str, Any], folder: str = "", state: str = "") -> list[str]:
     """The doveadm sync of `job`: one-way from the remote, of one folder (-m) or all but
     the excluded ones (-x), from the sync state the previous run printed (-s: only what
     changed since on either side is compared, so flag changes on the remote are seen)."""
@@ -180,7 +199,7 @@ def sync_command(job: dict[str, Any], password: str, folder: str = "", state: st
         args += ["-m", folder]
     for excluded in job.get("folders_exclude", []):
         args += ["-x", excluded]
-    return _doveadm(job, password, *args, "imapc:")
+    return _doveadm(job, *args, "imapc:")
 
 
 STATE_MARK = "DSYNC-STATE:"
@@ -247,7 +266,8 @@ def _run_locked(instance: Instance, job_id: str, job: dict[str, Any], engine: En
         errors += [error] if error else []
     states = _read_states(instance, job_id) if not errors else {}
     for folder in (job.get("folders_include") or [""]) if not errors else []:
-        code, out = engine.exec(container, _with_state(sync_command(job, password, folder, states.get(folder, ""))))
+        code, out = engine.exec(container, _with_state(sync_command(job, folder, states.get(folder, ""))),
+                                env=remote_env(password))
         if code != 0:
             errors.append(_reason(out))
             break
@@ -271,8 +291,9 @@ def _remote_folder_wanted(job: dict[str, Any], folder: str) -> bool:
 
 def _remote_uids(engine: Engine, container: str, job: dict[str, Any], password: str) -> tuple[dict[str, int], str]:
     """The highest UID of each remote folder the job copies (read through imapc); an error or ""."""
-    code, out = engine.exec(container, _doveadm(job, password, "-o", "mail_location=imapc:", "-f", "tab", "fetch",
-                                                "-u", job["localuser"], "mailbox uid", "ALL"))
+    code, out = engine.exec(container, _doveadm(job, "-o", "mail_location=imapc:", "-f", "tab", "fetch",
+                                                "-u", job["localuser"], "mailbox uid", "ALL"),
+                            env=remote_env(password))
     if code != 0:
         return {}, _reason(out)
     highest: dict[str, int] = {}
@@ -288,8 +309,9 @@ def _expunge_remote(engine: Engine, container: str, job: dict[str, Any], passwor
     """Delete on the remote the messages that were there before the copy that just succeeded
     (by UID: one arriving meanwhile has a higher UID and waits for the next run)."""
     for folder, uid in sorted(remote_uids.items()):
-        code, out = engine.exec(container, _doveadm(job, password, "-o", "mail_location=imapc:", "expunge",
-                                                    "-u", job["localuser"], "mailbox", folder, "uid", f"1:{uid}"))
+        code, out = engine.exec(container, _doveadm(job, "-o", "mail_location=imapc:", "expunge",
+                                                    "-u", job["localuser"], "mailbox", folder, "uid", f"1:{uid}"),
+                                env=remote_env(password))
         if code != 0:
             return [f"delete on remote: {_reason(out)}"]
     return []

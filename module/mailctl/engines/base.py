@@ -150,8 +150,12 @@ class Engine(ABC):
             raise EngineError(f"{self.name} could not remove {name}: {exc}") from exc
 
     @abstractmethod
-    def exec(self, name: str, command: list[str] | tuple[str, ...]) -> tuple[int, str]:
-        """Run a command in a running container; return (exit code, combined output)."""
+    def exec(self, name: str, command: list[str] | tuple[str, ...],
+             env: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run a command in a running container; return (exit code, combined output).
+
+        `env` is added to the command's environment: the way to hand it a secret, which a
+        command line would show to every process of the container (`ps`)."""
 
     @abstractmethod
     def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:

@@ -144,9 +144,9 @@ class DockerEngine(Engine):
         # v=True: also the anonymous volumes of the image's VOLUME lines (named ones stay).
         container.remove(force=True, v=True)
 
-    def exec(self, name: str, command) -> tuple[int, str]:
+    def exec(self, name: str, command, env: dict[str, str] | None = None) -> tuple[int, str]:
         try:
-            code, output = self.client.containers.get(name).exec_run(list(command))
+            code, output = self.client.containers.get(name).exec_run(list(command), environment=env)
         except (APIError, NotFound) as exc:
             return 125, str(exc)
         return code, output.decode(errors="replace")

@@ -184,10 +184,10 @@ class PodmanEngine(Engine):
             container.stop(timeout=timeout)
         container.remove(force=True)
 
-    def exec(self, name: str, command) -> tuple[int, str]:
+    def exec(self, name: str, command, env: dict[str, str] | None = None) -> tuple[int, str]:
         try:
             container = self.client.containers.get(name)
-            code, output = container.exec_run(list(command), demux=False)
+            code, output = container.exec_run(list(command), demux=False, environment=env)
         except (APIError, NotFound) as exc:
             return 125, str(exc)
         if isinstance(output, bytes):
