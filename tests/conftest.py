@@ -94,7 +94,9 @@ def _engine_leftovers(instance: str) -> None:
                              capture_output=True, text=True).stdout.split()
     if volumes:
         subprocess.run(["podman", "volume", "rm", "-f", *volumes], capture_output=True)
-    subprocess.run(["podman", "network", "rm", "-f", instance], capture_output=True)
+    networks = subprocess.run(["podman", "network", "ls", "-q", "--filter", label],
+                              capture_output=True, text=True).stdout.split()
+    subprocess.run(["podman", "network", "rm", "-f", instance, *networks], capture_output=True)
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,12 @@ def sieve_greeting(port: int, timeout: float = 5) -> str:
 # ---- helpers shared by the mail-flow tests ------------------------------------------------
 
 
+# Where the tests' stand-ins for outside servers (an external LDAP, an old IMAP server) run:
+# podman's default network, outside the instance's isolated networks, reached from the
+# daemons through the host as they would reach a server on the LAN or the Internet.
+OUTSIDE_NETWORK = "podman"
+
+
 def network_gateway(instance: str) -> str:
     """The host's address on an instance's network: where the containers reach the test's
     servers, and the address a client on the host appears from."""

@@ -1,10 +1,10 @@
 """External LDAP user domains on a running instance, against a second, real slapd.
 
-A slapd container (the openldap image, run with its own slapd.conf) joins the instance's
-network with two trees: an RFC 2307 one (posixAccount/posixGroup) and one shaped like
+A slapd container (the openldap image, run with its own slapd.conf) runs outside the
+instance (podman's default network, reached through the host) with two trees: an RFC 2307 one (posixAccount/posixGroup) and one shaped like
 Active Directory (user/group objects, sAMAccountName, member DNs, a nested group), made
 with a minimal AD-like schema since no AD server is available here. The mail containers
-and the runtime reach it at its address on that network.
+and the runtime reach it at its address.
 
 Shown with real SMTP and IMAP clients: set-user-domain refuses a server that does not
 answer or a bind that fails; switching the user domain keeps the mailbox of a user with
@@ -30,7 +30,7 @@ import pytest
 from conftest import ROOT
 from ldap3 import Connection, Server
 from ldap3.utils.hashed import hashed
-from protocol import HOST, insecure_tls, token
+from protocol import HOST, OUTSIDE_NETWORK, insecure_tls, token
 
 pytestmark = pytest.mark.containers
 
@@ -167,7 +167,7 @@ def _image() -> str:
 
 @pytest.fixture(scope="module")
 def ext_ldap(mail):
-    """A second slapd on the instance's network; removed at the end."""
+    """A second slapd, outside the instance (OUTSIDE_NETWORK); removed at the end."""
     name = f"{mail.instance}-extldap"
     subprocess.run(["podman", "rm", "-f", "-v", name], capture_output=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
@@ -186,11 +186,11 @@ def ext_ldap(mail):
              f" && slapadd -f /ext/slapd.conf -b {AD_BASE} -l /ext/ad.ldif"
              " && chown -R openldap:openldap /run/slapd /var/lib/ldap"
              " && exec slapd -d 0 -h 'ldap:/// ldaps:///' -u openldap -g openldap -f /ext/slapd.conf")
-    subprocess.run(["podman", "run", "-d", "--name", name, "--network", mail.instance,
+    subprocess.run(["podman", "run", "-d", "--name", name, "--network", OUTSIDE_NETWORK,
                     "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
                     "-v", f"{workdir}:/ext:ro", _image(), "bash", "-c", start], check=True, capture_output=True)
     try:
-        template = f'{{{{(index .NetworkSettings.Networks "{mail.instance}").IPAddress}}}}'
+        template = f'{{{{(index .NetworkSettings.Networks "{OUTSIDE_NETWORK}").IPAddress}}}}'
         ip = subprocess.run(["podman", "inspect", "-f", template, name], capture_output=True, text=True,
                             check=True).stdout.strip()
         ldap = ExternalLdap(name, ip)

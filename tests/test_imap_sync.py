@@ -1,7 +1,7 @@
 """IMAP migration: sync jobs copy an account of another IMAP server into a local mailbox.
 
 The old server is a second Dovecot (the project's dovecot image, a passwd-file account,
-plain IMAP) started on the shared instance's network, filled over IMAP with a few folders
+plain IMAP) started outside the instance (podman's default network), filled over IMAP with a few folders
 and a few hundred messages with flags. After run-sync-job the local mailbox holds the same
 folders, messages (by Message-ID) and flags; a second run copies only what is new; a wrong
 remote password is reported on the job and changes nothing locally.
@@ -18,7 +18,7 @@ import time
 
 import pytest
 from conftest import MAILCTL
-from protocol import HOST, imaps
+from protocol import HOST, OUTSIDE_NETWORK, imaps
 
 pytestmark = pytest.mark.containers
 
@@ -87,7 +87,7 @@ def append(conn: imaplib.IMAP4, folder: str, start: int, count: int, tag: str) -
 
 @pytest.fixture(scope="module")
 def old_server(mail, tmp_path_factory):
-    """The old Dovecot on the instance's network, published on OLD_PORT for filling it."""
+    """The old Dovecot, outside the instance (OUTSIDE_NETWORK), published on OLD_PORT for filling it."""
     conf = tmp_path_factory.mktemp("oldimap")
     (conf / "dovecot.conf").write_text(OLD_CONF)
     (conf / "passwd").write_text(f"{OLD_USER}:{{PLAIN}}{OLD_PASSWORD}\n")
@@ -98,7 +98,7 @@ def old_server(mail, tmp_path_factory):
     image = subprocess.run(["podman", "inspect", f"{mail.instance}-dovecot", "--format", "{{.ImageName}}"],
                            capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run([
-        "podman", "run", "-d", "--name", name, "--network", mail.instance,
+        "podman", "run", "-d", "--name", name, "--network", OUTSIDE_NETWORK,
         "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
         "-p", f"127.0.0.1:{OLD_PORT}:143", "-v", f"{conf}:/etc/old:ro,Z", image,
         "bash", "-c", "mkdir -p /srv/mail && chown 5000:5000 /srv/mail && exec dovecot -F -c /etc/old/dovecot.conf",

@@ -17,6 +17,7 @@ from .engines import get_engine
 from .errors import MailError
 from .secrets import read_secret, sha512_crypt_hash
 from .settings import Instance
+from .stack import home_network
 from .state import Store
 
 FIRST_ID = 10000  # uidNumber/gidNumber of the first user and group
@@ -219,7 +220,7 @@ def open_directory(instance: Instance, store: Store, name: str | None = None) ->
     conf = user_domain_config(store, name)
     if conf["embedded"]:
         engine = get_engine(instance.engine)
-        ip = engine.container_ip(instance.container_name("openldap"), instance.name)
+        ip = engine.container_ip(instance.container_name("openldap"), home_network(instance.name, "openldap"))
         return EmbeddedDirectory(conf, f"ldap://{ip}:389", f"cn=admin,{EMBEDDED_LDAP['base_dn']}",
                                  read_secret(instance, "ldap-admin-password"))
     password = ""

@@ -16,9 +16,13 @@ from .probes import probe_port
 from .render import ConfigTree
 from .secrets import ensure_secrets
 from .settings import Instance
-from .stack import DAEMONS, Stack, build_stack
+from .stack import DAEMONS, Stack, build_stack, network_layout
 from .state import Store
 from .tls import ensure_self_signed
+
+# The label of the networks of the per-link layout (stack.network_layout).
+LAYOUT_LABEL = "mail.network-layout"
+LAYOUT = "per-link"
 
 
 @dataclass
@@ -101,10 +105,14 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
     store.close()
     stack = build_stack(instance, hostname)
 
-    engine.ensure_network(stack.network, stack.labels)
+    _replace_old_networks(engine, stack, progress)
+    for network in stack.networks:
+        engine.ensure_network(network.name, {**stack.labels, LAYOUT_LABEL: LAYOUT}, internal=network.internal)
     for volume in stack.volumes:
         engine.ensure_volume(volume, stack.labels)
-    addresses = engine.daemon_addresses(stack.network, DAEMONS)
+    addresses = {}
+    for spec in stack.containers:  # each daemon at the top of the network it serves on
+        addresses.update(engine.daemon_addresses(spec.home_network, [spec.daemon]))
     existing = {c.name: c for c in engine.list_containers(instance.name)}
     started = time.monotonic()
     for spec in stack.containers:
@@ -129,6 +137,21 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
         engine.create_and_start(spec)
     _wait_healthy(engine, stack, progress, started, timeout)
     return status(instance, engine)
+
+
+def _replace_old_networks(engine: Engine, stack: Stack, progress: Callable[[str], None]) -> None:
+    """An instance made before per-link networks has one network, named after it, shared by
+    every daemon and not isolated: its containers go (`up` makes them again, their specs
+    changed anyway) and so does that network, made again isolated as postfix's edge."""
+    labels = engine.network_labels(stack.network)
+    if labels is None or labels.get(LAYOUT_LABEL) == LAYOUT:
+        return
+    for daemon in reversed(DAEMONS):
+        name = stack.container(daemon).name
+        if any(c.name == name for c in engine.list_containers(stack.instance.name)):
+            progress(f"removing {name} (moving to per-link networks)")
+            engine.remove_container(name)
+    engine.remove_network(stack.network)
 
 
 def _wait_healthy(engine: Engine, stack: Stack, progress, started: float, timeout: float) -> None:
@@ -162,7 +185,8 @@ def down(instance: Instance, purge: bool = False, progress: Callable[[str], None
         if name in present:
             progress(f"removing {name}")
             engine.remove_container(name)
-    engine.remove_network(instance.name)
+    for network in network_layout(instance.name):
+        engine.remove_network(network.name)
     if purge:
         for volume in engine.list_volumes(instance.name):
             progress(f"removing volume {volume}")

@@ -39,8 +39,8 @@ def published_port_names() -> tuple[str, ...]:
     return tuple(name for name in PORTS if name not in UNPUBLISHED_BY_DEFAULT or publish_rspamd)
 
 # Ports a daemon serves only to the other daemons (their names in the rendered
-# configuration: lmtp:inet:dovecot:24, inet:rspamd:11332, redis:6379...). `up` needs no
-# list (one network); `mailctl kube` makes a ClusterIP Service of them per daemon.
+# configuration: lmtp:inet:dovecot:24, inet:rspamd:11332, redis:6379...). `mailctl kube`
+# makes a ClusterIP Service of them per daemon; LINKS says who may use them.
 INTERNAL_PORTS: dict[str, dict[str, int]] = {
     "redis": {"redis": 6379},
     "openldap": {"ldap": 389},
@@ -49,6 +49,78 @@ INTERNAL_PORTS: dict[str, dict[str, int]] = {
     "dovecot": {"lmtp": 24, "sasl": 12345, "quota-status": 12340},
     "postfix": {"smtp": 25},
 }
+
+# Who connects to whom, read from the rendered configuration: server daemon ->
+# {client daemon: the INTERNAL_PORTS names it uses}. Nothing else crosses between the
+# containers: clamav and rspamd parse untrusted mail, so neither may reach what it does
+# not need (see network_layout). The host side (mailctl) reaches the daemons through
+# `podman exec` and, for the LDAP directory and the Rspamd web UI proxy, at the daemon's
+# address: the host is outside these rules.
+LINKS: dict[str, dict[str, tuple[str, ...]]] = {
+    "redis": {"rspamd": ("redis",)},  # rspamd local.d/redis.conf: Bayes, greylisting
+    "openldap": {"postfix": ("ldap",), "dovecot": ("ldap",)},  # lookups and binds (embedded domain)
+    "clamav": {"rspamd": ("clamd",)},  # rspamd local.d/antivirus.conf
+    # postfix smtpd_milters; dovecot's IMAPSieve learning (sieve-pipe/rspamd-learn -> /learnspam)
+    "rspamd": {"postfix": ("milter",), "dovecot": ("controller",)},
+    # postfix virtual_transport, smtpd_sasl_path and the quota check_policy_service
+    "dovecot": {"postfix": ("lmtp", "sasl", "quota-status")},
+}
+# Daemons that need an edge network: published ports (postfix, dovecot, rspamd's optional
+# controller port) or the Internet (postfix: MX delivery; dovecot: imapsync; rspamd: DNS
+# lists; clamav: signature mirrors). redis and openldap live on their service network only.
+EDGE = ("clamav", "rspamd", "dovecot", "postfix")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network of the instance. `internal` ones reach no other network (the host does not
+    forward what comes from them) and carry no published port; the others are isolated from
+    every other isolated network but reach the Internet."""
+
+    name: str
+    internal: bool
+    daemon: str  # whose network it is
+    members: tuple[str, ...]  # daemons attached to it
+
+
+def service_network(instance: str, daemon: str) -> str:
+    """The internal network where `daemon` serves its clients (LINKS), named after it."""
+    return f"{instance}-{daemon}"
+
+
+def edge_network(instance: str, daemon: str) -> str:
+    """`daemon`'s own network to the outside. postfix's is the instance's network, named
+    after the instance: where the public SMTP ports land, as before per-link networks."""
+    return instance if daemon == "postfix" else f"{instance}-{daemon}-edge"
+
+
+def servers_of(daemon: str) -> tuple[str, ...]:
+    """The daemons `daemon` connects to, in start order."""
+    return tuple(server for server in DAEMONS if daemon in LINKS.get(server, {}))
+
+
+def home_network(instance: str, daemon: str) -> str:
+    """Where the daemon has its fixed address and its name: where its clients reach it."""
+    return service_network(instance, daemon) if daemon in LINKS else edge_network(instance, daemon)
+
+
+def daemon_networks(instance: str, daemon: str) -> tuple[str, ...]:
+    """Every network `daemon` joins, the first one its primary (default route, DNS)."""
+    networks = [edge_network(instance, daemon)] if daemon in EDGE else []
+    if daemon in LINKS:
+        networks.append(service_network(instance, daemon))
+    networks += [service_network(instance, server) for server in servers_of(daemon)]
+    return tuple(networks)
+
+
+def network_layout(instance: str) -> tuple[NetworkSpec, ...]:
+    """The instance's networks: an internal service network per daemon that serves others
+    (itself and its LINKS clients), and an edge network per EDGE daemon (itself alone)."""
+    networks = [NetworkSpec(edge_network(instance, d), False, d, (d,)) for d in DAEMONS if d in EDGE]
+    networks += [NetworkSpec(service_network(instance, d), True, d, (d, *sorted(LINKS[d])))
+                 for d in DAEMONS if d in LINKS]
+    return tuple(networks)
+
 
 # Each image's CMD (images/<daemon>/Containerfile), for runtimes that run a step before
 # it (`mailctl kube`: a Kubernetes `command` drops the image's CMD unless `args` repeat it).
@@ -131,7 +203,10 @@ class ContainerSpec:
     name: str
     image: str
     hostname: str
-    network: str
+    # every network it joins (the first one its primary) and the one of its fixed
+    # address and aliases (see daemon_networks, home_network)
+    networks: tuple[str, ...]
+    home_network: str
     aliases: tuple[str, ...]
     mounts: tuple[Mount, ...]
     ports: tuple[PortBinding, ...]
@@ -139,7 +214,7 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     health_command: tuple[str, ...] = HEALTH_COMMAND
-    # (daemon, address) of every daemon on the network, for /etc/hosts; () means DNS
+    # (daemon, address) of itself and of the daemons it connects to, for /etc/hosts; () means DNS
     addresses: tuple[tuple[str, str], ...] = ()
     # The engine starts the container again whenever its daemon dies (crash, OOM kill,
     # kill -9), but not after an operator's `stop`/`kill` through the engine, which both
@@ -147,8 +222,10 @@ class ContainerSpec:
     restart_policy: str = RESTART_POLICY
 
     def with_addresses(self, addresses: dict[str, str]) -> ContainerSpec:
-        """This spec with the daemons' fixed addresses (and the spec hash that covers them)."""
-        spec = replace(self, addresses=tuple(sorted(addresses.items())),
+        """This spec with the fixed addresses of itself and its servers (and the spec hash
+        that covers them): the others' names stay unknown in its /etc/hosts."""
+        known = {self.daemon, *servers_of(self.daemon)}
+        spec = replace(self, addresses=tuple(sorted((d, a) for d, a in addresses.items() if d in known)),
                        labels={k: v for k, v in self.labels.items() if k != "mail.spec-hash"})
         return replace(spec, labels={**spec.labels, "mail.spec-hash": spec.spec_hash()})
 
@@ -162,7 +239,8 @@ class ContainerSpec:
 @dataclass(frozen=True)
 class Stack:
     instance: Instance
-    network: str
+    network: str  # the instance's network (postfix's edge; `mailctl kube --podman` uses it alone)
+    networks: tuple[NetworkSpec, ...]
     volumes: tuple[str, ...]
     containers: tuple[ContainerSpec, ...]
 
@@ -205,7 +283,8 @@ def build_stack(instance: Instance, hostname: str) -> Stack:
             name=instance.container_name(daemon),
             image=instance.image(daemon),
             hostname=hostname if daemon == "postfix" else f"{daemon}.{instance.name}",
-            network=instance.name,
+            networks=daemon_networks(instance.name, daemon),
+            home_network=home_network(instance.name, daemon),
             aliases=(daemon,),
             mounts=tuple(mounts),
             ports=ports,
@@ -214,4 +293,4 @@ def build_stack(instance: Instance, hostname: str) -> Stack:
         )
         labels = {**spec.labels, "mail.spec-hash": spec.spec_hash()}
         containers.append(ContainerSpec(**{**spec.__dict__, "labels": labels}))
-    return Stack(instance, instance.name, tuple(volumes), tuple(containers))
+    return Stack(instance, instance.name, network_layout(instance.name), tuple(volumes), tuple(containers))

@@ -19,7 +19,7 @@ def test_every_daemon_has_one_container_named_after_the_instance():
     stack = build_stack(make(), "mail.example.org")
     assert [c.daemon for c in stack.containers] == list(DAEMONS)
     assert {c.name for c in stack.containers} == {f"u1-{d}" for d in DAEMONS}
-    assert all(c.network == "u1" and c.aliases == (c.daemon,) for c in stack.containers)
+    assert all(c.home_network in c.networks and c.aliases == (c.daemon,) for c in stack.containers)
     assert all(c.image == f"localhost/mail-{c.daemon}:{make().version}" for c in stack.containers)
 
 

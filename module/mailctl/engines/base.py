@@ -74,7 +74,13 @@ class Engine(ABC):
     def image_id(self, ref: str) -> str: ...
 
     @abstractmethod
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None: ...
+    def ensure_network(self, name: str, labels: dict[str, str], internal: bool = False) -> None:
+        """Make the bridge network `name` unless it exists. Every network made here is isolated
+        from the engine's other isolated networks; an `internal` one also has no way out."""
+
+    @abstractmethod
+    def network_labels(self, name: str) -> dict[str, str] | None:
+        """The labels of network `name`, None if there is no such network."""
 
     @abstractmethod
     def remove_network(self, name: str) -> None: ...

@@ -44,15 +44,17 @@ class DockerEngine(Engine):
         # The engine's `name` filter matches substrings: "dk1" would find "dk10".
         return any(net.name == name for net in self.client.networks.list(names=[name]))
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+    def ensure_network(self, name: str, labels: dict[str, str], internal: bool = False) -> None:
         """A bridge network whose subnet is fixed, so the daemons can have fixed addresses.
 
         Docker gives a container a chosen address only on a network made with an explicit
         subnet: a first network lets Docker pick a free subnet, the real one is made with it.
+        Docker isolates user bridge networks from each other by itself; an `internal` one
+        also drops whatever leaves or enters it from another network.
         """
         if self.network_exists(name):
             return
-        probe = self.client.networks.create(name, labels=labels, driver="bridge")
+        probe = self.client.networks.create(name, labels=labels, driver="bridge", internal=internal)
         try:
             probe.reload()
             subnets = [c for c in (probe.attrs.get("IPAM") or {}).get("Config") or [] if ":" not in c["Subnet"]]
@@ -60,7 +62,13 @@ class DockerEngine(Engine):
             probe.remove()
         pools = [IPAMPool(subnet=c["Subnet"], gateway=c.get("Gateway")) for c in subnets]
         self.client.networks.create(name, labels={**labels, FIXED_SUBNET: "1"}, driver="bridge",
-                                    ipam=IPAMConfig(pool_configs=pools) if pools else None)
+                                    internal=internal, ipam=IPAMConfig(pool_configs=pools) if pools else None)
+
+    def network_labels(self, name: str) -> dict[str, str] | None:
+        for net in self.client.networks.list(names=[name]):
+            if net.name == name:
+                return dict(net.attrs.get("Labels") or {})
+        return None
 
     def daemon_addresses(self, network: str, daemons) -> dict[str, str]:
         """Fixed addresses at the top of the subnet, as with podman: Docker's DNS forgets a
@@ -109,6 +117,8 @@ class DockerEngine(Engine):
         # A fixed address keeps its MAC too (Docker derives the MAC from the address).
         own_address = dict(spec.addresses).get(spec.daemon)
         endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases), ipv4_address=own_address)
+        primary = spec.networks[0]
+        home = {"aliases": list(spec.aliases), "ipv4_address": own_address}
         try:
             container = self.client.containers.create(
                 spec.image,
@@ -118,12 +128,18 @@ class DockerEngine(Engine):
                 environment=spec.env,
                 mounts=mounts,
                 ports=ports,
-                network=spec.network,
-                networking_config={spec.network: endpoint},
+                network=primary,
+                networking_config={primary: endpoint if primary == spec.home_network
+                                   else self.client.api.create_endpoint_config()},
                 extra_hosts=dict(spec.addresses) or None,
                 ulimits=[Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits],
                 restart_policy={"Name": spec.restart_policy},
             )
+            # The API of Docker 20.10 takes one network at create time: the others are joined
+            # before the start (ports are published on the one with the default route).
+            for network in spec.networks[1:]:
+                self.client.networks.get(network).connect(
+                    container, **(home if network == spec.home_network else {}))
             container.start()
         except APIError as exc:
             raise EngineError(f"docker could not start {spec.name}: {exc.explanation or exc}") from exc

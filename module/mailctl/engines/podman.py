@@ -79,9 +79,18 @@ class PodmanEngine(Engine):
     def network_exists(self, name: str) -> bool:
         return self.client.networks.exists(name)
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+    def ensure_network(self, name: str, labels: dict[str, str], internal: bool = False) -> None:
+        """isolate: netavark drops what is forwarded between two isolated networks. internal:
+        the host forwards nothing that comes from it (its bridge's forwarding is off), so its
+        containers answer no one outside it, and podman publishes no port on it."""
         if not self.network_exists(name):
-            self.client.networks.create(name, labels=labels, dns_enabled=True)
+            self.client.networks.create(name, labels=labels, dns_enabled=True, internal=internal,
+                                        options={"isolate": "true"})
+
+    def network_labels(self, name: str) -> dict[str, str] | None:
+        if not self.network_exists(name):
+            return None
+        return dict(self.client.networks.get(name).attrs.get("labels") or {})
 
     def remove_network(self, name: str) -> None:
         if self.network_exists(name):
@@ -122,11 +131,13 @@ class PodmanEngine(Engine):
         # netavark 1.4 write DNAT rules for destination 0.0.0.0/32 only, which nothing reaches.
         ports = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) if p.host_ip else p.host_port
                  for p in spec.ports}
-        network: dict[str, list[str]] = {"aliases": list(spec.aliases)}
+        networks: dict[str, dict] = {name: {} for name in spec.networks}
+        home: dict = networks[spec.home_network]
+        home["aliases"] = list(spec.aliases)
         own_address = dict(spec.addresses).get(spec.daemon)
         if own_address:
-            network["static_ips"] = [own_address]
-            network["static_mac"] = mac_for(own_address)
+            home["static_ips"] = [own_address]
+            home["static_mac"] = mac_for(own_address)
         try:
             container = self.client.containers.create(
                 spec.image,
@@ -137,11 +148,11 @@ class PodmanEngine(Engine):
                 mounts=mounts,
                 volumes=volumes,
                 ports=ports,
-                networks={spec.network: network},
+                networks=networks,
                 extra_hosts=dict(spec.addresses),
                 ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits],
                 restart_policy={"Name": spec.restart_policy},
-                **self._dns_options(spec.network),
+                **self._dns_options(spec.networks[0]),
             )
             container.start()
         except APIError as exc:

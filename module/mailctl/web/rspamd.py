@@ -19,6 +19,7 @@ from ..engines import get_engine
 from ..errors import MailError
 from ..secrets import read_secret
 from ..settings import Instance
+from ..stack import home_network
 from .api import error
 
 CONTROLLER_PORT = 11334
@@ -42,7 +43,8 @@ class RspamdProxy:
         if self._address and time.monotonic() - self._address[1] < self.address_ttl:
             return self._address[0]
         engine = get_engine(self.instance.engine)
-        ip = await run_in_threadpool(engine.container_ip, self.instance.container_name("rspamd"), self.instance.name)
+        ip = await run_in_threadpool(engine.container_ip, self.instance.container_name("rspamd"),
+                                     home_network(self.instance.name, "rspamd"))
         self._address = (ip, time.monotonic())
         return ip
 
