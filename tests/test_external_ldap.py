@@ -1,7 +1,8 @@
 """External LDAP user domains on a running instance, against a second, real slapd.
 
 A slapd container (the openldap image, run with its own slapd.conf) runs outside the
-instance (podman's default network, reached through the host) with two trees: an RFC 2307 one (posixAccount/posixGroup) and one shaped like
+instance (podman's default network, reached through the host) with two trees: an RFC 2307
+one (posixAccount/posixGroup) and one shaped like
 Active Directory (user/group objects, sAMAccountName, member DNs, a nested group), made
 with a minimal AD-like schema since no AD server is available here. The mail containers
 and the runtime reach it at its address.

@@ -75,7 +75,7 @@ def up(timeout, **opts):
 @_instance_options
 @click.option("--purge", is_flag=True, help="Also remove volumes and state: all mail is lost.")
 def down(purge, **opts):
-    """Stop and remove the instance's containers and network (volumes are kept)."""
+    """Stop and remove the instance's containers and networks (volumes are kept)."""
     from . import lifecycle
 
     instance = _make_instance(**opts)
@@ -344,7 +344,7 @@ def install_module(image, unit_dir, **opts):
 @click.option("--state-dir", envvar="MAIL_STATE_DIR", default=None,
               help="Directory holding instance state (default /var/lib/mailctl).")
 def remove_module(name, state_dir):
-    """Remove the installed instance NAME entirely: containers, volumes, network, state, units."""
+    """Remove the installed instance NAME entirely: containers, volumes, networks, state, units."""
     instance = _make_instance(name, state_dir, None, None, None, dispatch=False)
     try:
         moduleimage.remove(instance, progress=lambda m: click.echo(f"  {m}", err=True))

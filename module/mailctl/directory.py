@@ -1,7 +1,7 @@
 """Users and groups of a user domain, read (and for the embedded domain, written) with ldap3.
 
 The embedded OpenLDAP container publishes no port: the runtime reaches it at its
-address on the instance network, binding as its admin with the secret password.
+address on its service network (the host reaches it there), binding as its admin with the secret password.
 """
 
 from __future__ import annotations

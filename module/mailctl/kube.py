@@ -11,12 +11,15 @@ certificate, rendered configuration) and translates its `Stack` into objects:
   volumes; the other volumes hold caches (emptyDir), so clamav and rspamd can scale;
 - Secrets for the secrets files, the DKIM keys and the TLS key;
 - a ConfigMap per daemon with its rendered configuration, and one with a copy of the
-  state database that postfix and dovecot read their lookups from.
+  state database that postfix and dovecot read their lookups from;
+- a NetworkPolicy per daemon with the links `up` makes networks of (stack.LINKS): a pod
+  takes connections only from the pods of its clients, on their ports, plus the public
+  ports from anywhere; redis and openldap open no connection at all.
 
 Each pod template carries a hash of what it mounts, so re-applying the output after an
 action changed the state rolls out only the daemons whose inputs changed.
 
-`podman kube play` ignores Services, so `for_podman` adds what it needs for the same
+`podman kube play` ignores Services and has no network policies, so `for_podman` adds what it needs for the same
 objects to find each other on one host: each daemon at a fixed address of the instance's
 network (`podman kube play --ip`, in Deployment order) in every pod's /etc/hosts, and
 the public ports published on the host with `up`'s bind address and offset.
@@ -43,7 +46,9 @@ from .settings import Instance
 from .stack import (
     COMMANDS,
     DAEMONS,
+    EDGE,
     INTERNAL_PORTS,
+    LINKS,
     PORTS,
     SECRET_DIRS,
     SECRETS,
@@ -174,6 +179,7 @@ class _Builder:
         self.claims: list[dict[str, Any]] = []
         self.services: list[dict[str, Any]] = []
         self.deployments: list[dict[str, Any]] = []
+        self.policies: list[dict[str, Any]] = []
         self._tls: dict[str, Any] | None = None
         self._state: dict[str, Any] | None = None
 
@@ -181,7 +187,9 @@ class _Builder:
         for spec in self.stack.containers:
             self.deployment(spec)
         self.public_services()
-        return self.secrets + self.configs + self.claims + self.services + self.deployments
+        if self.addresses is None:  # podman kube play: one flat network, no policies
+            self.policies = [self.network_policy(daemon) for daemon in DAEMONS]
+        return self.secrets + self.configs + self.claims + self.services + self.policies + self.deployments
 
     # -- what a pod mounts -------------------------------------------------------------
     # ConfigMaps and Secrets hold flat keys ("local.d__redis.conf"); a first step in the
@@ -341,6 +349,26 @@ class _Builder:
                      "ports": [{"name": n, "port": p, "targetPort": p, "protocol": "TCP"}
                                for n, p in internal.items()]},
         })
+
+    def network_policy(self, daemon: str) -> dict[str, Any]:
+        """Who may connect to `daemon`'s pods: its LINKS clients on their ports, anyone on the
+        public ports. A daemon without an edge (redis, openldap) may connect nowhere."""
+        ingress: list[dict[str, Any]] = []
+        public = [port for owner, port, _ in PORTS.values() if owner == daemon and daemon in PUBLIC.values()]
+        if public:
+            ingress.append({"ports": [{"protocol": "TCP", "port": p} for p in public]})
+        for client, names in sorted(LINKS.get(daemon, {}).items()):
+            ingress.append({
+                "from": [{"podSelector": {"matchLabels": _selector(self.stack, client)}}],
+                "ports": [{"protocol": "TCP", "port": INTERNAL_PORTS[daemon][n]} for n in names],
+            })
+        spec: dict[str, Any] = {"podSelector": {"matchLabels": _selector(self.stack, daemon)},
+                                "policyTypes": ["Ingress"], "ingress": ingress}
+        if daemon not in EDGE:
+            spec["policyTypes"].append("Egress")
+            spec["egress"] = []
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": _meta(self.stack, f"{self.instance.name}-{daemon}", daemon), "spec": spec}
 
     def public_services(self) -> None:
         for suffix, daemon in PUBLIC.items():

@@ -190,3 +190,36 @@ def test_output_redirected_to_a_file_is_made_private(tmp_path):
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_network_policies_express_the_links(objects):
+    """One NetworkPolicy per daemon: its pods take connections from its LINKS clients on their
+    ports and from anyone on the public ports only; redis and openldap connect nowhere."""
+    from mailctl.stack import INTERNAL_PORTS, LINKS
+
+    policies = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]
+                for o in objects if o["kind"] == "NetworkPolicy"}
+    assert set(policies) == set(DAEMONS)
+    for daemon, spec in policies.items():
+        assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == daemon
+        allowed = {}
+        for rule in spec["ingress"]:
+            sources = tuple(peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                            for peer in rule.get("from", [])) or ("anyone",)
+            for source in sources:
+                allowed.setdefault(source, set()).update(p["port"] for p in rule["ports"])
+        expected = {client: {INTERNAL_PORTS[daemon][n] for n in names}
+                    for client, names in LINKS.get(daemon, {}).items()}
+        if daemon == "postfix":
+            expected["anyone"] = {25, 587, 465}
+        if daemon == "dovecot":
+            expected["anyone"] = {143, 993, 110, 995, 4190}
+        assert allowed == expected, daemon
+        assert ("Egress" in spec["policyTypes"]) == (daemon in ("redis", "openldap")), daemon
+    assert policies["redis"]["egress"] == [] and policies["clamav"]["ingress"][0]["from"][0]["podSelector"][
+        "matchLabels"]["app.kubernetes.io/component"] == "rspamd"
+
+
+def test_the_podman_variant_has_no_network_policies(instance):
+    addresses = {d: f"10.99.0.{200 + i}" for i, d in enumerate(DAEMONS)}
+    assert not [o for o in objects_of(instance, addresses=addresses) if o["kind"] == "NetworkPolicy"]

@@ -1,7 +1,7 @@
 """/rspamd/: Rspamd's web UI through this server, behind its login.
 
 The controller (port 11334 in the rspamd container) is not published on the host; the
-proxy reaches it at the container's address on the instance network and adds Rspamd's
+proxy reaches it at the container's address on its service network and adds Rspamd's
 password itself, so the browser never learns it. Our session cookie and CSRF header are
 not passed on.
 """
