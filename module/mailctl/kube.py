@@ -421,7 +421,7 @@ def generate(instance: Instance, service_type: str = "LoadBalancer", storage: st
     if running:  # the pods would take over its volumes and ports
         raise MailError(f"instance {instance.name} runs under 'mailctl up' ({', '.join(running)}): "
                         f"'mailctl down' first (volumes are kept)")
-    engine.ensure_network(stack.network, stack.labels)
+    engine.ensure_network(stack.network, stack.network_labels)
     addresses = engine.daemon_addresses(stack.network, DAEMONS)
     if not addresses:
         raise MailError(f"network {stack.network} has no IPv4 subnet for the daemons' fixed addresses")

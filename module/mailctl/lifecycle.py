@@ -16,13 +16,9 @@ from .probes import probe_port
 from .render import ConfigTree
 from .secrets import ensure_secrets
 from .settings import Instance
-from .stack import DAEMONS, Stack, build_stack, network_layout
+from .stack import DAEMONS, LAYOUT, LAYOUT_LABEL, Stack, build_stack, network_layout
 from .state import Store
 from .tls import ensure_self_signed
-
-# The label of the networks of the per-link layout (stack.network_layout).
-LAYOUT_LABEL = "mail.network-layout"
-LAYOUT = "per-link"
 
 
 @dataclass
@@ -107,7 +103,7 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
 
     _replace_old_networks(engine, stack, progress)
     for network in stack.networks:
-        engine.ensure_network(network.name, {**stack.labels, LAYOUT_LABEL: LAYOUT}, internal=network.internal)
+        engine.ensure_network(network.name, stack.network_labels, internal=network.internal)
     for volume in stack.volumes:
         engine.ensure_volume(volume, stack.labels)
     addresses = {}

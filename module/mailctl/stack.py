@@ -69,6 +69,8 @@ LINKS: dict[str, dict[str, tuple[str, ...]]] = {
 # controller port) or the Internet (postfix: MX delivery; dovecot: imapsync; rspamd: DNS
 # lists; clamav: signature mirrors). redis and openldap live on their service network only.
 EDGE = ("clamav", "rspamd", "dovecot", "postfix")
+# The label of the networks of this layout (see Stack.network_labels).
+LAYOUT_LABEL, LAYOUT = "mail.network-layout", "per-link"
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,12 @@ class Stack:
     @property
     def labels(self) -> dict[str, str]:
         return {"mail.instance": self.instance.name}
+
+    @property
+    def network_labels(self) -> dict[str, str]:
+        """Labels of its networks: the layout label tells them from the one shared network
+        that instances had before per-link networks."""
+        return {**self.labels, LAYOUT_LABEL: LAYOUT}
 
 
 def build_stack(instance: Instance, hostname: str) -> Stack:
