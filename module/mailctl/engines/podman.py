@@ -149,7 +149,7 @@ class PodmanEngine(Engine):
                 volumes=volumes,
                 ports=ports,
                 networks=networks,
-                extra_hosts=dict(spec.addresses),
+                extra_hosts={**self._host_entry(spec.networks[0]), **dict(spec.addresses)},
                 ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits],
                 restart_policy={"Name": spec.restart_policy},
                 **self._dns_options(spec.networks[0]),
@@ -179,6 +179,16 @@ class PodmanEngine(Engine):
         """
         gateways = [s["gateway"] for s in self._subnets(network) if s.get("gateway")]
         return {"dns": gateways[:1], "dns_opt": ["timeout:1", "attempts:5"]} if gateways else {}
+
+    def _host_entry(self, network: str) -> dict[str, str]:
+        """host.containers.internal at the gateway of the container's primary network.
+
+        On several networks podman names any one of their gateways so; the host's connections
+        to the published ports come from the primary one (the only one with published
+        ports), and postfix exempts the host from its rate limits by that name. An entry of
+        ours comes first in /etc/hosts, before podman's own."""
+        gateways = [s["gateway"] for s in self._subnets(network) if s.get("gateway")]
+        return {"host.containers.internal": gateways[0]} if gateways else {}
 
     def _subnets(self, network: str) -> list[dict[str, str]]:
         return self.client.networks.get(network).attrs.get("subnets") or []
