@@ -50,6 +50,16 @@ def sieve_greeting(port: int, timeout: float = 5) -> str:
 OUTSIDE_NETWORK = "podman"
 
 
+def daemon_address(instance: str, daemon: str, engine: str = "podman") -> str:
+    """A daemon's fixed address, on the network where the other daemons (and the host) reach
+    it (mailctl.stack.home_network: its service network, postfix's the instance's network)."""
+    from mailctl.stack import home_network
+
+    out = subprocess.run([engine, "inspect", f"{instance}-{daemon}"], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)[0]["NetworkSettings"]["Networks"][home_network(instance, daemon)]["IPAddress"]
+
+
 def network_gateway(instance: str) -> str:
     """The host's address on an instance's network: where the containers reach the test's
     servers, and the address a client on the host appears from."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Cli
-from protocol import HOST, insecure_tls, sieve_greeting
+from protocol import HOST, daemon_address, insecure_tls, sieve_greeting
 
 pytestmark = [pytest.mark.containers, pytest.mark.docker]
 
@@ -133,7 +133,7 @@ def test_a_crashed_daemon_is_restarted_by_docker_and_keeps_its_address(dk1):
     """The restart policy on Docker; the fixed address (in every /etc/hosts) survives, so
     postfix reaches the restarted dovecot and never has to look its name up."""
     name = f"{INSTANCE}-dovecot"
-    address = _docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+    address = [daemon_address(INSTANCE, "dovecot", engine="docker")]
     pid = _docker("inspect", "-f", "{{.State.Pid}}", name)[0]
     os.kill(int(pid), 9)
     deadline = time.monotonic() + 60
@@ -144,7 +144,7 @@ def test_a_crashed_daemon_is_restarted_by_docker_and_keeps_its_address(dk1):
         assert time.monotonic() < deadline, rows["dovecot"]
         time.sleep(1)
     assert rows["dovecot"]["restarts"] == 1
-    assert _docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name) == address
+    assert [daemon_address(INSTANCE, "dovecot", engine="docker")] == address
     assert f"{address[0]}\tdovecot" in subprocess.run(["docker", "exec", f"{INSTANCE}-postfix", "cat", "/etc/hosts"],
                                                       capture_output=True, text=True).stdout
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from conftest import ROOT
 from ldap3 import Connection, Server
-from protocol import HOST
+from protocol import HOST, daemon_address
 from webserver import EXTRA_PORT_BASE, start_server
 
 pytestmark = pytest.mark.containers
@@ -273,9 +273,7 @@ def domain_admins(mail):
     the add-group action only takes names without spaces), and `webuser` outside it."""
     mail.run("add-user", {"user": "webadm", "password": "Adm1n-Passw0rd"})
     mail.run("add-user", {"user": "webuser", "password": "Us3r-Passw0rd"})
-    inspect = subprocess.run(["podman", "inspect", f"{mail.instance}-openldap"],
-                             capture_output=True, text=True, check=True).stdout
-    ip = json.loads(inspect)[0]["NetworkSettings"]["Networks"][mail.instance]["IPAddress"]
+    ip = daemon_address(mail.instance, "openldap")
     password = (mail.state_dir / mail.instance / "secrets" / "ldap-admin-password").read_text()
     conn = Connection(Server(f"ldap://{ip}:389"), "cn=admin,dc=mail,dc=local", password, auto_bind=True)
     dn = "cn=domain admins,ou=Groups,dc=mail,dc=local"
