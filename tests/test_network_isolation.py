@@ -13,7 +13,7 @@ import smtplib
 import subprocess
 
 import pytest
-from protocol import HOST, inbox_subjects, message, token, wait_for
+from protocol import inbox_subjects, message, send, token, wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -71,12 +71,6 @@ def test_rspamd_talks_to_redis(mx):
     out = mx.exec("rspamd", "timeout", "5", "bash", "-c", script)
     assert out.startswith("-NOAUTH"), out
     assert connects(mx, "rspamd", address(mx, "redis"), 6379)
-
-
-def send(mx, msg) -> None:
-    with smtplib.SMTP(HOST, mx.port(25), timeout=30) as s:
-        s.ehlo("client.example.net")
-        s.send_message(msg)
 
 
 def test_mail_still_flows_through_every_link(mx):
