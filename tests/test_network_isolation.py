@@ -8,12 +8,11 @@ the milter, a virus refused through clamav, spam scored and refused by rspamd).
 
 from __future__ import annotations
 
-import json
 import smtplib
 import subprocess
 
 import pytest
-from protocol import inbox_subjects, message, send, token, wait_for
+from protocol import daemon_address, inbox_subjects, message, send, token, wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -33,13 +32,8 @@ def mx(mail):
 
 
 def address(mx, daemon: str) -> str:
-    """The daemon's fixed address, on the network where it serves (podman inspect)."""
-    out = subprocess.run(["podman", "inspect", f"{mx.instance}-{daemon}"], capture_output=True, text=True,
-                         check=True).stdout
-    networks = json.loads(out)[0]["NetworkSettings"]["Networks"]
-    home = f"{mx.instance}-{daemon}"
-    assert home in networks, f"{daemon} is not on its service network {home}: {sorted(networks)}"
-    return networks[home]["IPAddress"]
+    """The daemon's fixed address, where its clients reach it."""
+    return daemon_address(mx.instance, daemon)
 
 
 def connects(mx, daemon: str, host: str, port: int) -> bool:
