@@ -1,6 +1,7 @@
 """The whole stack on the Docker engine: up, every daemon healthy and greeting, down --purge.
 
-Runs instance dk1 on 127.0.0.1 with ports +24000 through `mailctl --engine docker`. The
+Runs instance dk1 on 127.0.0.1 with ports +24000 through `mailctl --engine docker` (both with
+the run's MAIL_TEST_PREFIX and MAIL_TEST_OFFSET_DELTA, like every test instance). The
 Docker daemon is started by tests/start-dockerd.sh when none answers; the test is skipped,
 with that script's reason, only when dockerd cannot start.
 """
@@ -18,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Cli
+from conftest import ROOT, TEST_OFFSET_DELTA, TEST_PREFIX, Cli
 from protocol import HOST, daemon_address, insecure_tls, sieve_greeting
 
 pytestmark = [pytest.mark.containers, pytest.mark.docker]
 
-INSTANCE = "dk1"
-OFFSET = 24000
+INSTANCE = TEST_PREFIX + "dk1"
+OFFSET = 24000 + TEST_OFFSET_DELTA
 
 
 def _docker(*args: str) -> list[str]:
@@ -123,7 +124,6 @@ def test_pop3_greeting(dk1):
 
 
 def test_managesieve_greeting(dk1):
-    # 4190 + 24000 = 28190
     greeting = sieve_greeting(dk1.port(4190))
     assert "IMPLEMENTATION" in greeting, greeting
     assert "\r\nOK" in greeting
