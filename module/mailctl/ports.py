@@ -39,22 +39,32 @@ def _process_owner(port: int) -> str:
     return "another process"
 
 
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def overlap(ip_a: str, ip_b: str) -> bool:
+    """Whether two bind addresses of one port collide: the same address, or either is
+    every address (an instance bound to 127.0.0.2 leaves 127.0.0.1's ports free)."""
+    return ip_a in WILDCARDS or ip_b in WILDCARDS or ip_a == ip_b
+
+
 def check_ports(stack: Stack, engine: Engine) -> None:
     """Raise PortConflict naming every port held by someone other than this instance."""
     mine = engine.list_containers(stack.instance.name)
     running_mine = {c.name for c in mine if c.state == "running"}
-    held: dict[int, str] = {}
+    held: dict[int, list[tuple[str, str]]] = {}
     for info in engine.list_containers():
         if info.name in {c.name for c in mine} or info.state != "running":
             continue
-        for _, host_port in info.ports:
-            held[host_port] = f"mail instance '{info.instance}' (container {info.name})"
+        for host_ip, host_port in info.ports:
+            held.setdefault(host_port, []).append(
+                (host_ip, f"mail instance '{info.instance}' (container {info.name})"))
     conflicts: list[tuple[str, str]] = []
     for spec in stack.containers:
         if spec.name in running_mine:
             continue  # our own running container already holds its ports
         for p in spec.ports:
-            owner = held.get(p.host_port)
+            owner = next((who for ip, who in held.get(p.host_port, []) if overlap(ip, p.host_ip)), None)
             if owner is None and not _port_free(p.host_ip, p.host_port):
                 owner = _process_owner(p.host_port)
             if owner:

@@ -115,3 +115,28 @@ def test_every_container_is_restarted_by_the_engine_after_its_daemon_dies():
     """unless-stopped: a crash (kill -9, OOM) brings the container back; an operator's
     stop does not (both engines record it as wanted)."""
     assert {c.restart_policy for c in build_stack(make(), "mail.example.org").containers} == {"unless-stopped"}
+
+
+class FakeEngine:
+    """What check_ports asks an engine: the containers, with their published ports."""
+
+    def __init__(self, containers):
+        self.containers = containers
+
+    def list_containers(self, instance=None):
+        return [c for c in self.containers if instance in (None, c.labels.get("mail.instance"))]
+
+
+def test_port_check_follows_the_bind_address(monkeypatch):
+    from mailctl import ports
+    from mailctl.engines.base import ContainerInfo
+    from mailctl.errors import PortConflict
+
+    monkeypatch.setattr(ports, "_port_free", lambda host, port: True)  # only the engine's view
+    other = ContainerInfo("o1-postfix", "running", {"mail.instance": "o1"}, [("127.0.0.2", 20025)])
+    engine = FakeEngine([other])
+    # Another address: both instances can own port 20025 side by side.
+    ports.check_ports(build_stack(make(port_offset=20000, bind="127.0.0.1"), "mail.example.org"), engine)
+    for bind in ("127.0.0.2", ""):  # the same address, or every address
+        with pytest.raises(PortConflict, match="20025 \\(smtp\\).*o1-postfix"):
+            ports.check_ports(build_stack(make(port_offset=20000, bind=bind), "mail.example.org"), engine)
