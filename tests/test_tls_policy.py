@@ -457,10 +457,19 @@ def test_sender_login_match_on_and_off(mx, relay_reset):
         code, text = submit(mx, port, JOHN, "john@elsewhere.example.com", to)
         assert code == 553 and "5.7.1" in text, (port, code, text)
         assert submit(mx, port, JOHN, f"{JOHN}@{DOMAIN}", to) == (250, "")
-    # An explicit address of john's, and a group address (not evaluated): accepted.
+    # An explicit address of john's; a group address is owned by its members (NS8's
+    # scenario 00__sender_restrictions): mary may send as her group, not as john's alone.
     assert submit(mx, 587, JOHN, f"tpinfo@{DOMAIN}", to) == (250, "")
     assert submit(mx, 587, MARY, f"tpinfo@{DOMAIN}", to)[0] == 553
-    assert submit(mx, 587, MARY, f"{GROUP}@{DOMAIN}", to) == (250, "")
+    mx.run("alter-domain", {"domain": DOMAIN, "addgroups": True})
+    mx.run("add-group", {"group": "tpjohns", "members": [JOHN]})
+    try:
+        assert submit(mx, 587, MARY, f"{GROUP}@{DOMAIN}", to) == (250, "")
+        assert submit(mx, 587, JOHN, f"tpjohns@{DOMAIN}", to) == (250, "")
+        code, text = submit(mx, 587, MARY, f"tpjohns@{DOMAIN}", to)
+        assert (code, text) == (553, f"5.7.1 <tpjohns@{DOMAIN}>: Sender address rejected: not owned by user {MARY}")
+    finally:
+        mx.run("remove-group", {"group": "tpjohns"})
     # Port 25 is not concerned: other MTAs send as anyone to local users.
     tag = token()
     assert send25(mx, f"{MARY}@{DOMAIN}", f"{JOHN}@{DOMAIN}", f"inbound {tag}") == (250, "")
