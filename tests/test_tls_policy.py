@@ -442,6 +442,34 @@ def test_relay_networks_are_validated_naming_the_item(mx):
         mx.run("set-relay-configuration", {"networks": []})
 
 
+def test_submission_without_login_takes_local_mail_only(mx, relay_reset):
+    """587 (after STARTTLS) and 465 without AUTH act as port 25 (NS8's scenario "sender is
+    unrestricted without SASL login"): mail for a local user is delivered, relaying and
+    internal addresses are refused; the sender/login match does not concern them."""
+    mx.run("set-relay-configuration", {"postfix_restricted_sender": True})
+    mx.run("alter-address", {"local": "tpinfo", "atype": "domain", "domain": DOMAIN, "internal": True})
+    try:
+        for port in (587, 465):
+            if port == 465:
+                s: smtplib.SMTP = smtplib.SMTP_SSL(HOST, mx.port(465), context=insecure_tls(), timeout=20)
+            else:
+                s = smtplib.SMTP(HOST, mx.port(587), timeout=20)
+                s.starttls(context=insecure_tls())
+            tag = token()
+            with s:
+                s.ehlo("client.example.net")
+                assert s.mail(EXTERNAL)[0] == 250
+                assert s.rcpt(f"{JOHN}@{DOMAIN}")[0] == 250
+                code, text = s.rcpt("other@example.com")
+                assert (code, b"Relay access denied" in text) == (554, True), (port, code, text)
+                code, text = s.rcpt(f"tpinfo@{DOMAIN}")
+                assert (code, b"access denied" in text) == (554, True), (port, code, text)
+                assert s.data(message(EXTERNAL, f"{JOHN}@{DOMAIN}", f"no login {tag}").as_bytes())[0] == 250
+            wait_delivered(mx, JOHN, tag)
+    finally:
+        mx.run("alter-address", {"local": "tpinfo", "atype": "domain", "domain": DOMAIN, "internal": False})
+
+
 def test_sender_login_match_on_and_off(mx, relay_reset):
     to = f"{MARY}@{DOMAIN}"
     assert mx.run("get-relay-configuration")["postfix_restricted_sender"] is False
