@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
+import subprocess
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -264,3 +265,22 @@ def test_removed_mailbox_gets_no_more_mail(px):
         assert not [f for f in folders(conn) if f.startswith(FOLDER)]
     r = px.run("remove-public-mailbox", {"mailbox": BOX}, expect=10)
     assert r.json()[0]["error"] == "mailbox_not_found"
+
+
+def test_mailbox_deleted_in_dovecot_is_unlisted_and_made_again(px):
+    """NS8's scenario "orphantest": a public mailbox deleted behind the actions' back
+    (doveadm, an IMAP client) leaves the list, and add-public-mailbox makes it again with
+    its address; it is then removed as usual."""
+    name = "pborphan"
+    px.run("add-public-mailbox", {"mailbox": name, "acls": []})
+    subprocess.run(["podman", "exec", f"{px.instance}-dovecot", "doveadm", "mailbox", "delete", "-u", "vmail",
+                    name], check=True, capture_output=True)
+    assert name not in [m["mailbox"] for m in px.run("list-public-mailboxes")]
+    px.run("add-public-mailbox", {"mailbox": name, "acls": []})
+    assert {"mailbox": name, "acls": []} in px.run("list-public-mailboxes")
+    assert {"atype": "wildcard", "local": name, "destinations": [{"dtype": "public", "name": name}],
+            "description": f"Public mailbox {name}"} in px.run("list-addresses")["addresses"]
+    assert px.run("add-public-mailbox", {"mailbox": name, "acls": []}, expect=10).json()[0]["error"] == \
+        "mailbox_already_exists"
+    px.run("remove-public-mailbox", {"mailbox": name})
+    assert name not in [m["mailbox"] for m in px.run("list-public-mailboxes")]

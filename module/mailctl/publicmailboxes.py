@@ -34,6 +34,7 @@ from .state import Store
 OWNER = "vmail"  # the dovecot user whose mailboxes are the public mailboxes
 OWNER_ID = "owner"  # ACL identifier of that user in its own (private) namespace
 NAMESPACE_PREFIX = "Public/"
+BUILTIN = "postmaster"  # the public mailbox of the postmaster address, in every state
 
 # Dovecot right names in RFC 4314 order (l r s w i p k x t e a).
 ALL_RIGHTS = ("lookup", "read", "write-seen", "write", "insert", "post", "create", "delete",
@@ -161,6 +162,14 @@ class Dovecot:
             return False
         raise MailError(f"dovecot: cannot look up mailbox {mailbox}: {out.strip()[-200:] or f'exit {code}'}")
 
+    def mailboxes(self) -> set[str] | None:
+        """vmail's top-level mailboxes (the public mailboxes dovecot has), None when dovecot
+        cannot tell."""
+        code, out = self._sh('doveadm mailbox list -u "$1" "%" 2>/dev/null', OWNER)
+        if code != 0:
+            return None
+        return {line for line in out.splitlines() if line and line != "INBOX"}
+
     def create(self, mailbox: str) -> None:
         self._doveadm(f"create mailbox {mailbox}", "mailbox", "create", "-u", OWNER, mailbox)
 
@@ -242,7 +251,13 @@ def listed_acl(acl: dict[str, list[str]], users: dict[str, dict], groups: dict[s
 
 
 def list_public_mailboxes(store: Store, dovecot: Dovecot, directory: Directory) -> list[dict[str, Any]]:
+    """The public mailboxes dovecot has (as NS8, which asks dovecot): one deleted over IMAP
+    or with doveadm is not listed, and add-public-mailbox makes it again. The built-in
+    postmaster is always there (dovecot makes its folder at the first delivery)."""
     rows = list_rows(store)
+    present = dovecot.mailboxes()
+    if present is not None:
+        rows = [r for r in rows if r["mailbox"] in present or r["mailbox"] == BUILTIN]
     live = dovecot.get_acls([r["mailbox"] for r in rows])
     users = {u["user"]: u for u in directory.users()}
     groups = {g["group"]: g for g in directory.groups()}
