@@ -64,6 +64,17 @@ def user_domain_config(store: Store, name: str | None = None) -> dict[str, Any]:
     }
 
 
+def quota_in_use(store: Store, settings: dict[str, Any]) -> bool:
+    """Whether any mailbox has a quota: a default limit, or a custom one above 0 (0 = none).
+
+    Without one, postfix skips dovecot's quota-status check at RCPT (it could only answer
+    DUNNO): a policy round trip and a dovecot user lookup less for every recipient."""
+    if settings["mailbox_settings"]["quota"]["limit"] > 0:
+        return True
+    return store.conn.execute(
+        "SELECT 1 FROM mailboxes WHERE quota_custom = 1 AND quota_limit > 0 LIMIT 1").fetchone() is not None
+
+
 def render_context(store: Store) -> dict[str, Any]:
     settings = store.settings()
     hostname = settings["hostname"] or default_hostname()
@@ -84,6 +95,7 @@ def render_context(store: Store) -> dict[str, Any]:
         "always_bcc": settings.get("always_bcc") or "",
         "relay_default": relayrules.default_rule(store),   # the enabled `*` relay rule or None
         "mailbox": settings["mailbox_settings"],
+        "quota_in_use": quota_in_use(store, settings),
         "antivirus": filter_settings.antivirus(store),
         "antispam": filter_settings.antispam(store),
         "dkim": dkim.render_context(store),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mailctl.context import render_context
 from mailctl.domains import new_domain, put_domain
+from mailctl.mailboxes import put_mailbox
 from mailctl.render import ConfigTree, postfix_network
 from mailctl.stack import DAEMONS
 from mailctl.state import Store
@@ -75,3 +76,29 @@ def test_relay_networks_are_written_the_postfix_way(tmp_path):
     mynetworks = next(line for line in (staged / "postfix" / "main.cf").read_text().splitlines()
                       if line.startswith("mynetworks"))
     assert "192.168.12.42" in mynetworks and "[2001:db8::]/32" in mynetworks
+
+
+def test_quota_check_at_rcpt_only_while_some_mailbox_has_a_quota(tmp_path):
+    """Without any quota, dovecot's quota-status could only answer DUNNO: postfix skips it;
+    so does LMTP's quota check at RCPT."""
+    s = store(tmp_path)
+    tree = ConfigTree(tmp_path / "config")
+
+    def policy_in_main_cf() -> bool:
+        staged = tree.stage(render_context(s))
+        in_postfix = "check_policy_service { inet:dovecot:12340" in (staged / "postfix" / "main.cf").read_text()
+        in_lmtp = "lmtp_rcpt_check_quota = yes" in (staged / "dovecot" / "dovecot.conf").read_text()
+        assert in_postfix == in_lmtp
+        return in_postfix
+
+    assert not policy_in_main_cf()
+    with s.transaction():  # a custom quota of 0 is no quota either
+        put_mailbox(s, {"user": "alice", "quota_custom": True, "quota_limit": 0})
+    assert not policy_in_main_cf()
+    with s.transaction():
+        put_mailbox(s, {"user": "alice", "quota_custom": True, "quota_limit": 10})
+    assert policy_in_main_cf()
+    with s.transaction():
+        put_mailbox(s, {"user": "alice", "quota_custom": False})
+        s.set("mailbox_settings", {**s.settings()["mailbox_settings"], "quota": {"limit": 500}})
+    assert policy_in_main_cf()
