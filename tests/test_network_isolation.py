@@ -3,15 +3,18 @@
 clamav and rspamd parse untrusted mail. From inside the clamav container, redis:6379,
 openldap:389 and dovecot's LMTP are unreachable, by name and at their addresses; from
 rspamd, Redis answers; and mail still flows through every link (delivered over LMTP after
-the milter, a virus refused through clamav, spam scored and refused by rspamd).
+the milter, a virus refused through clamav, spam scored and refused by rspamd). An instance
+made with the former one shared network is moved to per-link networks by `up`.
 """
 
 from __future__ import annotations
 
+import json
 import smtplib
 import subprocess
 
 import pytest
+from conftest import ROOT
 from protocol import daemon_address, inbox_subjects, message, send, token, wait_for
 
 pytestmark = pytest.mark.containers
@@ -93,3 +96,30 @@ def test_daemons_have_no_names_for_what_they_do_not_reach(mx):
     hosts = mx.exec("clamav", "cat", "/etc/hosts")
     for other in ("redis", "openldap", "dovecot"):
         assert not any(other in line.split()[1:] for line in hosts.splitlines()), hosts
+
+
+def test_up_moves_an_instance_made_with_the_one_shared_network(fresh_instance):
+    """The upgrade path: an instance whose containers share one plain network named after it
+    (the layout before per-link networks) gets its containers made again on `up`, on the
+    per-link networks, the old network made again isolated, and `down` removes them all."""
+    old = fresh_instance("nu1", 25000, up=False)
+    image = f"localhost/mail-redis:{(ROOT / 'VERSION').read_text().strip()}"
+    subprocess.run(["podman", "network", "create", "--label", f"mail.instance={old.instance}", old.instance],
+                   check=True, capture_output=True)
+    subprocess.run(["podman", "run", "-d", "--name", f"{old.instance}-redis", "--network", old.instance,
+                    "--label", f"mail.instance={old.instance}", "--label", "mail.daemon=redis",
+                    "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192", image, "sleep", "600"],
+                   check=True, capture_output=True)
+    r = old("up", timeout=300)
+    assert r.code == 0, r.stderr
+    assert "moving to per-link networks" in r.stderr
+    inspect = json.loads(subprocess.run(["podman", "network", "inspect", old.instance], capture_output=True,
+                                        text=True, check=True).stdout)[0]
+    assert inspect["options"].get("isolate") == "true" and inspect["labels"]["mail.network-layout"] == "per-link"
+    redis = json.loads(subprocess.run(["podman", "inspect", f"{old.instance}-redis"], capture_output=True,
+                                      text=True, check=True).stdout)[0]
+    assert list(redis["NetworkSettings"]["Networks"]) == [f"{old.instance}-redis"]
+    assert old("down").code == 0
+    left = subprocess.run(["podman", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True,
+                          check=True).stdout.split()
+    assert [n for n in left if n == old.instance or n.startswith(f"{old.instance}-")] == []
