@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import click
 
@@ -102,7 +103,10 @@ def status(as_json, **opts):
         return
     click.echo(f"{'CONTAINER':<24} {'STATE':<10} {'HEALTH':<10} RESTARTS")
     for r in rows:
-        click.echo(f"{r.name:<24} {r.state:<10} {r.health:<10} {r.restarts}")
+        line = f"{r.name:<24} {r.state:<10} {r.health:<10} {r.restarts}"
+        if r.next_start is not None:  # held stopped by `mailctl watch` after a crash loop
+            line += f"  (next start in {max(0, round(r.next_start - time.time()))} s)"
+        click.echo(line)
     if any(r.health != "healthy" for r in rows):
         sys.exit(1)
 

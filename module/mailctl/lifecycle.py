@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from . import crashloop
 from .apply import Applier
 from .context import render_context
 from .engines import Engine, get_engine
@@ -29,10 +30,15 @@ class DaemonStatus:
     health: str  # healthy, unhealthy, starting, stopped
     # times the engine restarted the container after its daemon died (restart policy)
     restarts: int = 0
+    # state "crash-loop": when `mailctl watch` starts it again (epoch seconds)
+    next_start: float | None = None
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "daemon": self.daemon, "state": self.state, "health": self.health,
-                "restarts": self.restarts}
+        out = {"name": self.name, "daemon": self.daemon, "state": self.state, "health": self.health,
+               "restarts": self.restarts}
+        if self.next_start is not None:
+            out["next_start"] = round(self.next_start)
+        return out
 
 
 def prepare(instance: Instance) -> tuple[Store, str, list[str]]:
@@ -72,9 +78,11 @@ def daemon_health(engine: Engine, stack: Stack, daemon: str, state: str) -> str:
 
 
 def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatus]:
+    """Each daemon's container: state (running, exited, absent, dead, crash-loop...), health, restarts."""
     engine = engine or get_engine(instance.engine)
     stack = build_stack(instance, "status.invalid")
     present = {c.daemon: c for c in engine.list_containers(instance.name)}
+    held = crashloop.read_held(instance.state_dir)
     result = []
     for daemon in DAEMONS:
         info = present.get(daemon)
@@ -84,13 +92,21 @@ def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatu
         if info is None:
             result.append(DaemonStatus(instance.container_name(daemon), daemon, "absent", "stopped"))
             continue
+        if info.state != "running" and info.name in held:  # the watcher holds it stopped for a while
+            result.append(DaemonStatus(info.name, daemon, "crash-loop", "stopped", info.restarts,
+                                       held[info.name].get("next_start")))
+            continue
         result.append(DaemonStatus(info.name, daemon, info.state, daemon_health(engine, stack, daemon, info.state),
                                    info.restarts))
     return result
 
 
-def up(instance: Instance, progress: Callable[[str], None] = print, timeout: float = 180) -> list[DaemonStatus]:
-    """Start every container of the instance and wait until all are healthy."""
+def up(instance: Instance, progress: Callable[[str], None] = print, timeout: float = 180,
+       hold: Collection[str] = ()) -> list[DaemonStatus]:
+    """Start every container of the instance and wait until all are healthy.
+
+    `hold`: names of existing containers to leave as they are, neither started nor waited
+    for (the ones `mailctl watch` keeps stopped while a crash loop backs off)."""
     engine = get_engine(instance.engine)
     missing = [instance.image(d) for d in DAEMONS if not engine.image_exists(instance.image(d))]
     if missing:
@@ -111,7 +127,10 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
         addresses.update(engine.daemon_addresses(spec.home_network, [spec.daemon]))
     existing = {c.name: c for c in engine.list_containers(instance.name)}
     started = time.monotonic()
+    held = {name for name in hold if name in existing}
     for spec in stack.containers:
+        if spec.name in held:
+            continue
         spec = spec.with_addresses(addresses)
         # A rebuilt image or a changed spec means a new container; otherwise reuse it.
         spec.labels["mail.image-id"] = engine.image_id(spec.image)
@@ -131,7 +150,7 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
             engine.remove_container(spec.name)
         progress(f"starting {spec.name}")
         engine.create_and_start(spec)
-    _wait_healthy(engine, stack, progress, started, timeout)
+    _wait_healthy(engine, stack, progress, started, timeout, skip=held)
     return status(instance, engine)
 
 
@@ -150,8 +169,9 @@ def _replace_old_networks(engine: Engine, stack: Stack, progress: Callable[[str]
     engine.remove_network(stack.network)
 
 
-def _wait_healthy(engine: Engine, stack: Stack, progress, started: float, timeout: float) -> None:
-    pending = list(DAEMONS)
+def _wait_healthy(engine: Engine, stack: Stack, progress, started: float, timeout: float,
+                  skip: Collection[str] = ()) -> None:
+    pending = [d for d in DAEMONS if stack.container(d).name not in skip]
     while pending:
         states = {c.daemon: c.state for c in engine.list_containers(stack.instance.name)}
         for daemon in list(pending):

@@ -13,6 +13,9 @@ container of the instance that exists and does not run is never wanted. The watc
 process per instance, the systemd unit mailctl-watch@.service) looks every few seconds;
 a container found down twice in a row (the engine's own restart comes first) makes it
 run `up`, which starts the stopped ones, recreates the dead ones and waits for health.
+A container in a crash loop (restarted again and again by the engine) is stopped and
+started again after a growing delay, as is one that `up` could not bring back
+(crashloop.py): a broken daemon never makes the engine or the watcher spin.
 It acts only while it holds the instance's action lock: never during an action, an
 import or `mailctl down`.
 
@@ -28,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import imapsync, lifecycle
+from . import crashloop, imapsync, lifecycle
 from .engines import ContainerInfo, Engine, get_engine
 from .errors import MailError
 from .settings import Instance
@@ -60,32 +63,93 @@ def try_lock(instance: Instance) -> Iterator[bool]:
 
 
 class Watcher:
-    """Checks one instance; `check()` once, `serve()` for ever."""
+    """Checks one instance; `check()` once, `serve()` for ever. `clock` is for the tests."""
 
-    def __init__(self, instance: Instance, engine: Engine | None = None, log: Callable[[str], None] = print):
+    def __init__(self, instance: Instance, engine: Engine | None = None, log: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.monotonic):
         self.instance = instance
         self.engine = engine or get_engine(instance.engine)
         self.log = log
+        self.clock = clock
         self.suspects: set[str] = set()  # containers found down at the previous check
+        self.history: dict[str, crashloop.RestartHistory] = {}  # restart counts seen, per container
+        self.backoff: dict[str, crashloop.Backoff] = {}  # containers in a crash loop (or failing to start)
 
     def check(self) -> list[str]:
-        """Heal what was already down at the previous check; return the containers healed."""
-        down = {c.name: why for c in self.engine.list_containers(self.instance.name) if (why := broken(c))}
-        heal = {name: why for name, why in down.items() if name in self.suspects}
-        self.suspects = set(down) - set(heal)
-        if not heal:
+        """Heal what was already down at the previous check; return the containers healed.
+
+        A container in a crash loop is stopped and started again only once its backoff
+        delay is over; one that failed to come back waits its delay too."""
+        now = self.clock()
+        containers = self.engine.list_containers(self.instance.name)
+        looping = self._new_crash_loops(containers, now)
+        self._forgive_stable(containers, now)
+        down = {c.name: why for c in containers if (why := broken(c)) and c.name not in looping}
+        waiting = {name for name in down if name in self.backoff and not self.backoff[name].due(now)}
+        heal = {name: why for name, why in down.items()
+                if name not in waiting and (name in self.suspects or name in self.backoff)}
+        self.suspects = set(down) - set(heal) - waiting
+        if not heal and not looping:
+            self._save_held(waiting, now)
             return []
         with try_lock(self.instance) as locked:
             if not locked:
                 self.suspects |= set(heal)  # an action runs: look again next time
                 return []
-            for name, why in sorted(heal.items()):
-                self.log(f"watch: {name} is {why}: bringing it back")
-            try:  # up starts what is stopped and recreates what is dead
-                lifecycle.up(self.instance, progress=lambda m: self.log(f"watch: {m}"))
-            except MailError as exc:
-                self.log(f"watch: {self.instance.name} did not come back: {exc}")
+            for name, restarts in sorted(looping.items()):
+                delay = self.backoff.setdefault(name, crashloop.Backoff()).fail(now)
+                self.log(f"watch: {name} is crash-looping ({restarts} restarts in {crashloop.LOOP_WINDOW:g} s): "
+                         f"stopping it, next start in {delay:g} s (see `mailctl logs {name.rsplit('-', 1)[-1]}`)")
+                try:
+                    self.engine.stop(name)
+                except MailError as exc:
+                    self.log(f"watch: {exc}")
+                waiting.add(name)
+            if heal:
+                self._heal(heal, hold=waiting, now=now)
+        self._save_held(waiting, now)
         return sorted(heal)
+
+    def _heal(self, heal: dict[str, str], hold: set[str], now: float) -> None:
+        for name, why in sorted(heal.items()):
+            self.log(f"watch: {name} is {why}: bringing it back")
+        try:  # up starts what is stopped and recreates what is dead
+            lifecycle.up(self.instance, progress=lambda m: self.log(f"watch: {m}"), hold=hold)
+        except MailError as exc:
+            delays = {name: self.backoff.setdefault(name, crashloop.Backoff()).fail(now) for name in heal}
+            self.log(f"watch: {self.instance.name} did not come back: {exc}")
+            for name, delay in sorted(delays.items()):
+                self.log(f"watch: next try for {name} in {delay:g} s")
+
+    def _new_crash_loops(self, containers: list[ContainerInfo], now: float) -> dict[str, int]:
+        """Containers the engine restarted too often lately (name -> restarts in the window)."""
+        looping = {}
+        for c in containers:
+            recent = self.history.setdefault(c.name, crashloop.RestartHistory()).add(now, c.restarts)
+            if recent >= crashloop.LOOP_RESTARTS:
+                looping[c.name] = recent
+                self.history[c.name] = crashloop.RestartHistory()  # count afresh after the stop
+        return looping
+
+    def _forgive_stable(self, containers: list[ContainerInfo], now: float) -> None:
+        """End the backoff of containers that have run STABLE seconds without a restart."""
+        for c in containers:
+            backoff, history = self.backoff.get(c.name), self.history.get(c.name)
+            if backoff is None or history is None or c.state != "running" or broken(c):
+                continue
+            if now - max(history.last_restart, backoff.not_before) >= crashloop.STABLE:
+                del self.backoff[c.name]
+                self.log(f"watch: {c.name} has run {crashloop.STABLE:g} s without a crash: its backoff is over")
+
+    def _save_held(self, waiting: set[str], now: float) -> None:
+        """Tell `mailctl status` which containers wait out a backoff, and until when."""
+        held = {name: {"failures": self.backoff[name].failures,
+                       "next_start": crashloop.wall_time(self.backoff[name].not_before, now)}
+                for name in sorted(waiting) if name in self.backoff}
+        try:
+            crashloop.write_held(self.instance.state_dir, held)
+        except OSError as exc:
+            self.log(f"watch: could not save the held containers: {exc}")
 
     def serve(self, interval: float = 5.0, sync_interval: float = 30.0) -> None:
         self.log(f"watch: keeping {self.instance.name}'s containers running (every {interval:g} s)")

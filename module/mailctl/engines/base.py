@@ -114,6 +114,13 @@ class Engine(ABC):
         except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
             raise EngineError(f"{self.name} could not restart {name}: {exc}") from exc
 
+    def stop(self, name: str, timeout: int = 10) -> None:
+        """Stop a container: a wanted stop, which the restart policy leaves alone (both SDKs)."""
+        try:
+            self.client.containers.get(name).stop(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - both SDKs raise their own APIError
+            raise EngineError(f"{self.name} could not stop {name}: {exc}") from exc
+
     def pause(self, name: str) -> None:
         """Freeze every process of a running container (podman-py and the Docker SDK share this call)."""
         try:
