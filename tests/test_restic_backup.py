@@ -4,7 +4,9 @@ An instance with a user, an address, a domain with DKIM and flagged mail is back
 twice into a local restic repository (the second time after more mail: restic adds little),
 a wrong password is refused with nothing changed, then the instance is destroyed and the
 latest snapshot restored into a new instance: every message (by Message-ID, with its flags)
-and every setting is back.
+and every setting is back. Before that, one folder (with a subfolder) of the user is listed
+in a snapshot (seek-snapshot-contents), deleted, and restored from the snapshot under
+"Restored folder" (restore-backup-content), over a quota it then disables.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ pytestmark = pytest.mark.containers
 DOMAIN = "backup.example.org"
 USER, PASSWORD = "bkuser", "Backup-pass1"
 FIRST, MORE = 30, 3
+# A folder with a subfolder (a non-ASCII name: "Sub é" is "Sub &AOk-" in IMAP) and a big
+# message, so that restoring it goes over a 1 MiB quota.
+FOLDER, SUBFOLDER, SUBFOLDER_IMAP = "Projects", "Projects/Sub é", "Projects/Sub &AOk-"
+BIG = 1200 * 1024
 SETTINGS = ("list-domains", "list-users", "list-addresses", "get-mailbox-settings")
 
 
@@ -58,12 +64,23 @@ def source(fresh_instance):
     cli.run("add-address", {"local": "info", "atype": "domain", "domain": DOMAIN,
                             "destinations": [{"dtype": "user", "name": USER}]})
     cli.run("set-domain-dkim", {"domain": DOMAIN, "enabled": True})
+    cli.run("add-public-mailbox", {"mailbox": "shared-projects", "acls": []})
     deliver(cli, FIRST, "first")
     wait_for(lambda: len(mailbox(cli)) == FIRST, "the first messages", timeout=60)
     with imaps(cli, USER, PASSWORD) as conn:  # flags must survive too
         conn.select("INBOX")
         conn.store("1:5", "+FLAGS", "(\\Seen \\Flagged)")
         conn.store("6", "+FLAGS", "(\\Answered $Label1)")
+        for folder in (FOLDER, SUBFOLDER_IMAP):
+            assert conn.create(f'"{folder}"')[0] == "OK"
+        for i in range(3):
+            m = message("someone@example.net", f"info@{DOMAIN}", f"project {i}")
+            if i == 0:
+                m.add_attachment(b"x" * BIG, maintype="application", subtype="octet-stream")
+            conn.append(FOLDER, "(\\Seen)", None, m.as_bytes())
+        conn.append(f'"{SUBFOLDER_IMAP}"', None, None, message("a@example.net", USER, "sub").as_bytes())
+    cli.exec("dovecot", "sh", "-c", "printf 'Subject: shared\\nMessage-ID: <shared@example.net>\\n\\nhi\\n' | "
+             "doveadm save -u vmail -m shared-projects")
     return cli
 
 
@@ -125,6 +142,85 @@ def test_wrong_password_is_refused_and_changes_nothing(source, repository, backu
     status = source("status", "--json").json()
     assert all(c["state"] == "running" for c in status)
     assert settings(source) == backups[4] and mailbox(source) == backups[3]
+
+
+def message_ids(cli, folder: str) -> set[str]:
+    """Message-IDs of an IMAP folder of the user (an empty set if it does not exist)."""
+    with imaps(cli, USER, PASSWORD) as conn:
+        if conn.select(f'"{folder}"', readonly=True)[0] != "OK":
+            return set()
+        _, data = conn.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    return {item[1].decode().split(":", 1)[1].strip() for item in data if isinstance(item, tuple)}
+
+
+def test_seek_snapshot_contents_lists_the_users_folders(source, repository, backups):
+    from test_ns8_compat import assert_ns8_shape
+
+    r = source.run("seek-snapshot-contents", {"repository": repository, "snapshot": "latest", "user": USER})
+    assert_ns8_shape("seek-snapshot-contents", r)
+    assert {"INBOX", FOLDER, SUBFOLDER} <= set(r["folders"]), r
+    assert r["folders"] == sorted(r["folders"])
+    first = source.run("seek-snapshot-contents", {"repository": repository, "snapshot": backups[0]["snapshot"],
+                                                  "user": "vmail"})
+    assert "shared-projects" in first["folders"] and FOLDER not in first["folders"]
+
+
+def test_restore_backup_content_brings_a_deleted_folder_back(source, repository, backups):
+    from test_ns8_compat import assert_ns8_shape
+
+    before = {f: message_ids(source, f) for f in (FOLDER, SUBFOLDER_IMAP)}
+    assert len(before[FOLDER]) == 3 and len(before[SUBFOLDER_IMAP]) == 1
+    with imaps(source, USER, PASSWORD) as conn:
+        for folder in (SUBFOLDER_IMAP, FOLDER):
+            assert conn.delete(f'"{folder}"')[0] == "OK"
+    assert message_ids(source, FOLDER) == set()
+    source.run("alter-user-mailbox", {"user": USER, "quota": {"limit": 1}})  # the restore goes over it
+    try:
+        r = source.run("restore-backup-content", {"repository": repository, "snapshot": "latest",
+                                                  "user": USER, "folder": FOLDER})
+        assert_ns8_shape("restore-backup-content", r)
+        assert r["quota_disabled"] is True and r["messages"] == 4
+        restored = {f: message_ids(source, f"Restored folder/{f}") for f in (FOLDER, SUBFOLDER_IMAP)}
+        assert restored == before
+        quota = next(u["quota"] for u in source.run("list-user-mailboxes")["user_mailboxes"] if u["user"] == USER)
+        assert quota["custom"] is True and quota["limit"] == 0
+        with imaps(source, USER, PASSWORD) as conn:  # flags come back too, and the folders are subscribed
+            conn.select(f'"Restored folder/{FOLDER}"', readonly=True)
+            assert len(conn.search(None, "SEEN")[1][0].split()) == 3
+            assert any(b"Restored folder/Projects" in line for line in conn.lsub()[1])
+        # the same again replaces the first restore (no duplicates)
+        again = source.run("restore-backup-content", {"repository": repository, "snapshot": "latest",
+                                                      "user": USER, "folder": SUBFOLDER})
+        assert again["quota_disabled"] is False and again["destination"] == "Restored folder/Sub é"
+        assert message_ids(source, "Restored folder/Sub &AOk-") == before[SUBFOLDER_IMAP]
+        # a public mailbox is restored beside itself, in the public mailboxes' owner's tree
+        public = source.run("restore-backup-content", {"repository": repository, "snapshot": "latest",
+                                                       "user": "vmail", "folder": "shared-projects"})
+        assert public["destination"] == "shared-projects/Restored folder/shared-projects"
+        status = source.exec("dovecot", "doveadm", "mailbox", "status", "-u", "vmail", "messages",
+                             public["destination"])
+        assert status.strip().endswith(" messages=1"), status
+    finally:
+        source.run("alter-user-mailbox", {"user": USER, "quota": {"custom": False}})
+
+
+def test_restore_backup_content_refuses_bad_input_and_changes_nothing(source, repository, backups):
+    def folders() -> set[bytes]:
+        with imaps(source, USER, PASSWORD) as conn:
+            return set(conn.list()[1])
+
+    before = folders()
+    base = {"repository": repository, "snapshot": "latest", "user": USER, "folder": FOLDER}
+    for change, field in (({"folder": "No such folder"}, "folder"), ({"user": "nobody"}, "user"),
+                          ({"snapshot": "0123abcd"}, "snapshot"), ({"repository": repository + "-none"}, "repository")):
+        r = source.run("restore-backup-content", {**base, **change}, expect=10)
+        assert [e["field"] for e in r.json()] == [field], r.stdout
+    r = source.run("seek-snapshot-contents", {"destination": "14030a59-a4e6", "repopath": "mail/x",
+                                              "snapshot": "latest", "user": USER}, expect=10)
+    assert r.json()[0]["field"] == "destination"
+    assert folders() == before
+    leftovers = source.exec("dovecot", "sh", "-c", "ls -a /var/lib/vmail")
+    assert ".restore-backup-content-" not in leftovers
 
 
 def test_restore_into_a_new_instance_brings_everything_back(source, repository, backups, fresh_instance):

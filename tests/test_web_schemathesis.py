@@ -4,7 +4,8 @@ must never get a 500 nor a response that breaks the document (status, content ty
 
 Left out: login/logout (they would end the run's own session or lock its address out),
 starting tasks (any action, including destroy-module), and the actions that replace or
-remove the instance itself (destroy, import, restore, clone), which have their own tests.
+remove the instance itself (destroy, import, restore, clone), and those that read a backup
+repository (any restic repository URL: generated ones would reach out), which have their own tests.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ pytestmark = [pytest.mark.containers,
 NAME = "sc1"
 OFFSET = int(os.environ.get("MAIL_TEST_SCHEMATHESIS_OFFSET", "22300"))
 EXAMPLES = int(os.environ.get("MAIL_TEST_SCHEMATHESIS_EXAMPLES", "3"))
-LIFE_CYCLE = ("destroy-module", "import-module", "restore-module", "clone-module")
+LIFE_CYCLE = ("destroy-module", "import-module", "restore-module", "clone-module",
+              "seek-snapshot-contents", "restore-backup-content")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 # The very document the server serves (test_served_document_is_the_generated_one checks it).

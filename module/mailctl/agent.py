@@ -53,6 +53,8 @@ class Agent:
                                           health_check_interval=15)
         self.log = log
         self.prefix = f"module/{instance.name}"
+        # Actions that read the cluster's keys (a backup destination) connect to the same Redis.
+        self.redis_url = redis_url
 
     @property
     def queue(self) -> str:
@@ -101,7 +103,7 @@ class Agent:
             except redis.RedisError:
                 pass  # progress is informative; never let it break a task
 
-        return run_child(self.instance, action, data, relay, timeout=self.task_timeout)
+        return run_child(self.instance, action, data, relay, timeout=self.task_timeout, redis_url=self.redis_url)
 
     @_reconnect
     def _publish(self, task_id: str, message: dict) -> None:
@@ -131,7 +133,7 @@ def result_record(exit_code: int, output: str, error: str) -> dict[str, str]:
 
 
 def run_child(instance: Instance, action: str, data, on_progress: Callable[[dict], None],
-              timeout: float = TASK_TIMEOUT) -> tuple[int, str, str]:
+              timeout: float = TASK_TIMEOUT, redis_url: str | None = None) -> tuple[int, str, str]:
     """Run one action in a child `mailctl run` (the CLI's very code path, lock included).
 
     Returns (exit code, stdout, stderr); each progress line the child writes
@@ -142,6 +144,8 @@ def run_child(instance: Instance, action: str, data, on_progress: Callable[[dict
     env = {**os.environ, "MAIL_INSTANCE": instance.name, "MAIL_STATE_DIR": str(instance.state_root),
            "MAIL_BIND": instance.bind, "MAIL_PORT_OFFSET": str(instance.port_offset),
            "MAIL_ENGINE": instance.engine, "MAIL_PROGRESS_FD": str(write_fd)}
+    if redis_url:
+        env["MAIL_AGENT_REDIS"] = redis_url  # snapshotcontent.AGENT_REDIS_ENV
     # "--": the action is an argument even if it looks like an option (callers check the catalogue too).
     child = subprocess.Popen(
         [sys.executable, "-m", "mailctl", "run", "--data", "-", "--", action],

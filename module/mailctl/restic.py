@@ -94,11 +94,16 @@ def ensure_password(instance: Instance) -> str | None:
     return password
 
 
-def _env(instance: Instance, repository: str) -> dict[str, str]:
+def _env(instance: Instance, repository: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """restic's environment; `extra` (a cluster destination's RESTIC_PASSWORD and REST
+    credentials) takes precedence over the instance's password."""
     env = dict(os.environ)
     env["RESTIC_REPOSITORY"] = repository
     env.setdefault("RESTIC_CACHE_DIR", str(instance.state_root / ".cache" / "restic"))
-    if not _password_from_env():
+    if extra:
+        env.pop("RESTIC_PASSWORD_FILE", None)
+        env.update(extra)
+    elif not _password_from_env():
         if not password_file(instance).exists():
             raise ResticError("password", "password_missing",
                               f"instance {instance.name} has no restic password: set RESTIC_PASSWORD "
@@ -108,16 +113,53 @@ def _env(instance: Instance, repository: str) -> dict[str, str]:
     return env
 
 
-def _run(instance: Instance, repository: str, args: list[str], cwd: Path | None = None) -> str:
+def _run(instance: Instance, repository: str, args: list[str], cwd: Path | None = None,
+         extra_env: dict[str, str] | None = None) -> str:
     """Run restic; return its stdout, or raise ResticError with a readable cause."""
-    if shutil.which(RESTIC) is None:
-        raise MailError("restic is not installed (apt-get install restic)")
+    _require_restic()
     read_only = ["--no-lock"] if args[0] in ("snapshots", "stats") else []
     proc = subprocess.run([RESTIC, *read_only, *args],
-                          cwd=cwd, env=_env(instance, repository), capture_output=True, text=True)
+                          cwd=cwd, env=_env(instance, repository, extra_env), capture_output=True, text=True)
     if proc.returncode != 0:
         raise _error(repository, proc.stderr)
     return proc.stdout
+
+
+def _require_restic() -> None:
+    if shutil.which(RESTIC) is None:
+        raise MailError("restic is not installed (apt-get install restic)")
+
+
+def dump(instance: Instance, repository: str, snapshot_id: str, path: str,
+         extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `restic dump` of one file of a snapshot: its content comes on the process's stdout
+    (binary). The caller reads it, waits, and checks the exit code with `check_dump`."""
+    _require_restic()
+    return subprocess.Popen([RESTIC, "--no-lock", "dump", snapshot_id, path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(instance, repository, extra_env))
+
+
+def check_dump(proc: subprocess.Popen, repository: str) -> None:
+    """Raise ResticError if a finished `dump` failed."""
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        raise _error(repository, stderr)
+
+
+def find_snapshot(instance: Instance, repository: str, snapshot: str,
+                  extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """restic's record (id, paths, hostname...) of a mail snapshot: `latest` is the latest of
+    this instance (else the latest), otherwise an id or an id's prefix."""
+    raw = json.loads(_run(instance, repository, ["snapshots", "--json", "--tag", TAG], extra_env=extra_env)
+                     or "[]") or []
+    if snapshot == "latest":
+        own = [s for s in raw if s.get("hostname") == instance.name]
+        found = (own or raw)[-1:]
+    else:
+        found = [s for s in raw if s["id"].startswith(snapshot)]
+    if not found:
+        raise ResticError("snapshot", "snapshot_not_found", f"no mail snapshot {snapshot!r} in {repository}")
+    return found[-1]
 
 
 def _error(repository: str, stderr: str) -> ResticError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,6 +170,15 @@ class Engine(ABC):
 
         `env` is added to the command's environment: the way to hand it a secret, which a
         command line would show to every process of the container (`ps`)."""
+
+    def exec_with_input(self, name: str, command: list[str], stdin: Path) -> tuple[int, str]:
+        """Run a command in a running container with the file `stdin` as its standard input;
+        return (exit code, combined output). Both engines' CLIs take `exec -i` (and read
+        the same DOCKER_HOST / podman socket as their SDK)."""
+        with stdin.open("rb") as source:
+            proc = subprocess.run([self.name, "exec", "-i", name, *command], stdin=source,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return proc.returncode, proc.stdout.decode(errors="replace")
 
     @abstractmethod
     def run_once(self, image: str, command: list[str], mounts: tuple[Mount, ...]) -> tuple[int, str]:
