@@ -25,7 +25,8 @@ PASSWORD = "Mailb0x-pass"
 # This file's users (prefixed so they do not collide with other test files).
 QUOTA, DISABLED, FWD, FWDTO, MASTER, SIEVE, POP, JUNK, KEEP = (
     "mbquota", "mbdisabled", "mbfwd", "mbfwdto", "mbmaster", "mbsieve", "mbpop", "mbjunk", "mbkeep")
-USERS = (QUOTA, DISABLED, FWD, FWDTO, MASTER, SIEVE, POP, JUNK, KEEP)
+VACATION, FRIEND = "mbvacation", "mbfriend"
+USERS = (QUOTA, DISABLED, FWD, FWDTO, MASTER, SIEVE, POP, JUNK, KEEP, VACATION, FRIEND)
 DEFAULTS = {"quota": {"limit": 0}, "sharedseen": {"enabled": True}, "spam_folder": {"enabled": True, "name": "Junk"},
             "spam_prefix": {"enabled": False, "prefix": "***SPAM***"}, "spam_retention": {"value": 15}}
 # A message rspamd scores as spam offline (about 9: display name forging another domain,
@@ -288,6 +289,34 @@ def test_sieve_rule_uploaded_with_managesieve(mx):
     assert wait_for(mx, SIEVE, other)
     with imap(mx, SIEVE) as conn:
         assert count(conn, "INBOX", filed) == 0
+
+
+def test_sieve_vacation_answers_and_redirect_sends(mx):
+    """Out of office: a vacation script answers mail sent to the user's address (the answer
+    From: the user at the primary domain), and a redirect sends a copy on; both leave
+    through postfix (dovecot's submission_host)."""
+    tag = token()
+    client = ManageSieve(HOST, mx.port(4190))
+    try:
+        client.starttls(insecure_tls())
+        client.authenticate_plain(VACATION, PASSWORD)
+        client.putscript("away", 'require ["vacation", "copy"];\n'
+                                 f'redirect :copy "{FRIEND}@{DOMAIN}";\n'
+                                 f'vacation :days 1 :subject "Out of office {tag}" "I am away until Monday.";\n')
+        client.setactive("away")
+    finally:
+        client.logout()
+    # From outside, as the friend: the friend gets the copy and the answer.
+    send25(mx, f"{VACATION}@{DOMAIN}", f"meeting {tag}", sender=f"{FRIEND}@{DOMAIN}")
+    assert wait_for(mx, VACATION, f"meeting {tag}")
+    assert wait_for(mx, FRIEND, f"meeting {tag}"), "the redirect's copy did not arrive"
+    assert wait_for(mx, FRIEND, f"Out of office {tag}"), "no vacation answer"
+    with imap(mx, FRIEND) as conn:
+        conn.select("INBOX", readonly=True)
+        _, found = conn.search(None, "SUBJECT", f'"Out of office {tag}"')
+        _, data = conn.fetch(found[0].split()[0], "(BODY.PEEK[HEADER.FIELDS (FROM AUTO-SUBMITTED)])")
+    headers = data[0][1].decode().lower()
+    assert f"{VACATION}@{DOMAIN}" in headers and "auto-replied" in headers, headers
 
 
 def test_pop3s_reads_a_delivered_message(mx):

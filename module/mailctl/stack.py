@@ -47,7 +47,7 @@ INTERNAL_PORTS: dict[str, dict[str, int]] = {
     "clamav": {"clamd": 3310},
     "rspamd": {"milter": 11332, "normal": 11333, "controller": 11334},
     "dovecot": {"lmtp": 24, "sasl": 12345, "quota-status": 12340},
-    "postfix": {"smtp": 25},
+    "postfix": {"smtp": 25, "sieve-out": 10026},
 }
 
 # Who connects to whom, read from the rendered configuration: server daemon ->
@@ -64,6 +64,8 @@ LINKS: dict[str, dict[str, tuple[str, ...]]] = {
     "rspamd": {"postfix": ("milter",), "dovecot": ("controller",)},
     # postfix virtual_transport, smtpd_sasl_path and the quota check_policy_service
     "dovecot": {"postfix": ("lmtp", "sasl", "quota-status")},
+    # dovecot submission_host: what users' Sieve scripts send (vacation answers, redirects)
+    "postfix": {"dovecot": ("sieve-out",)},
 }
 # Daemons that need an edge network: published ports (postfix, dovecot, rspamd's optional
 # controller port) or the Internet (postfix: MX delivery; dovecot: imapsync; rspamd: DNS

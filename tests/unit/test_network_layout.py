@@ -31,6 +31,7 @@ def test_the_links_are_the_ones_the_configuration_uses():
         "clamav": {"rspamd": ("clamd",)},
         "rspamd": {"postfix": ("milter",), "dovecot": ("controller",)},
         "dovecot": {"postfix": ("lmtp", "sasl", "quota-status")},
+        "postfix": {"dovecot": ("sieve-out",)},
     }
     for server, clients in LINKS.items():
         for ports in clients.values():
