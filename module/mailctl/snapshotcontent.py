@@ -338,6 +338,8 @@ def restore_folder(instance: Instance, engine: Any, source: Source, snapshot: st
     scratch files (host and container) are removed on every path.
     """
     dovecot = Dovecot(instance, engine)
+    # What a killed restore left (the caller holds the instance's action lock: none runs now).
+    dovecot.run("sh", "-c", f'rm -rf "{VMAIL_IN_CONTAINER}"/{SCRATCH_PREFIX}*', check=False)
     scratch_dir = Path(tempfile.mkdtemp(prefix="restore-content-", dir=_host_scratch(instance)))
     in_container = f"{VMAIL_IN_CONTAINER}/{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     root = destination_root(selection.user, selection.folder)
@@ -378,8 +380,10 @@ def _ensure_root(dovecot: Dovecot, user: str, root: str) -> None:
 
 
 def _host_scratch(instance: Instance) -> Path:
+    """The instance's private scratch root, without what killed actions left there."""
     from .backup import transfer
 
     root = transfer.work_root(instance)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    transfer.clean_stale_workdirs(instance)
     return root
