@@ -15,8 +15,10 @@ import json
 import re
 import smtplib
 import stat
+from pathlib import Path
 
 import pytest
+import redis
 from protocol import HOST, imaps, message, wait_for
 
 pytestmark = pytest.mark.containers
@@ -221,6 +223,36 @@ def test_restore_backup_content_refuses_bad_input_and_changes_nothing(source, re
     assert folders() == before
     leftovers = source.exec("dovecot", "sh", "-c", "ls -a /var/lib/vmail")
     assert ".restore-backup-content-" not in leftovers
+
+
+def test_ns8_destination_is_resolved_through_the_agents_redis(source, repository, backups, tmp_path):
+    """NS8's destination + repopath: the destination and its password are cluster keys in the
+    agent's Redis (the agent hands its URL to the actions); here the "gateway" in front of the
+    destinations is the directory holding the test repository."""
+    from test_agent import REDIS_PORT, start_redis
+
+    gateway, destination = str(Path(repository).parent.parent), Path(repository).parent.name
+    server = start_redis(tmp_path)
+    try:
+        client = redis.Redis(port=REDIS_PORT)
+        client.hset(f"cluster/backup_repository/{destination}", mapping={"provider": "local"})
+        client.hset("private/agents/backup_destination/restic_password", destination, backups[2])
+        # the instance's own password is not what opens it: the cluster's is
+        source.extra_env.update(MAIL_AGENT_REDIS=f"redis://127.0.0.1:{REDIS_PORT}/0", MAIL_BACKUP_GATEWAY=gateway,
+                                RESTIC_PASSWORD="not-the-password")
+        request = {"destination": destination, "repopath": Path(repository).name, "snapshot": "latest",
+                   "user": USER}
+        assert FOLDER in source.run("seek-snapshot-contents", request)["folders"]
+        client.hset("private/agents/backup_destination/restic_password", destination, "wrong")
+        r = source.run("seek-snapshot-contents", request, expect=10)
+        assert (r.json()[0]["field"], r.json()[0]["error"]) == ("destination", "wrong_password")
+        r = source.run("seek-snapshot-contents", {**request, "destination": "unknown-uuid"}, expect=10)
+        assert (r.json()[0]["field"], r.json()[0]["error"]) == ("destination", "backup_destination_not_found")
+    finally:
+        for name in ("MAIL_AGENT_REDIS", "MAIL_BACKUP_GATEWAY", "RESTIC_PASSWORD"):
+            source.extra_env.pop(name, None)
+        server.terminate()
+        server.wait(10)
 
 
 def test_restore_into_a_new_instance_brings_everything_back(source, repository, backups, fresh_instance):

@@ -45,8 +45,10 @@ RESTORED_FOLDER = "Restored folder"
 VMAIL_TAR = "volumes/vmail.tar"
 VMAIL_IN_CONTAINER = "/var/lib/vmail"
 SCRATCH_PREFIX = ".restore-backup-content-"
-# NS8's cluster: the rclone gateway every node runs, and the Redis keys of a destination.
+# NS8's cluster: the rclone gateway every node runs (MAIL_BACKUP_GATEWAY names another:
+# any restic repository prefix), and the Redis keys of a destination.
 GATEWAY = "rest:http://127.0.0.1:4694"
+GATEWAY_ENV = "MAIL_BACKUP_GATEWAY"
 DESTINATION_KEY = "cluster/backup_repository/{}"
 PASSWORD_KEY = "private/agents/backup_destination/restic_password"
 # The Redis URL the agent gives the actions it runs (agent.run_child).
@@ -238,7 +240,8 @@ def resolve_source(data: dict[str, Any], redis_url: str | None = None) -> Source
     if os.environ.get("REDIS_USER"):  # the gateway takes the agent's own credentials
         env.update(RESTIC_REST_USERNAME=os.environ["REDIS_USER"],
                    RESTIC_REST_PASSWORD=os.environ.get("REDIS_PASSWORD", ""))
-    return Source(f"{GATEWAY}/{destination}/{repopath.strip('/')}", env, "destination")
+    gateway = os.environ.get(GATEWAY_ENV) or GATEWAY
+    return Source(f"{gateway.rstrip('/')}/{destination}/{repopath.strip('/')}", env, "destination")
 
 
 def _vmail_tar(instance: Instance, source: Source, snapshot: str) -> tuple[str, str]:
