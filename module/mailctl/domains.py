@@ -77,10 +77,9 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def check_domain_fields(ctx, domain: dict[str, Any]) -> None:
-    """A catch-all only makes sense when unknown names are not user mailboxes."""
-    if domain.get("catchall") and domain.get("addusers"):
-        ctx.reject("catchall", "catchall_requires_addusers_off", domain["catchall"],
-                   "a catch-all mailbox can be set only when addusers is off")
+    """A catch-all is a mailbox, not an external address. It is accepted with addusers on
+    too, as NS8 does (its scenario 00__catchall sets one on such a domain; the product's
+    page offers it only with addusers off): users keep their mail, unknown names go to it."""
     dest = domain.get("catchall")
     if dest and dest["dtype"] == "external":
         ctx.reject("catchall.dtype", "catchall_external_not_allowed", dest["dtype"],
