@@ -171,7 +171,7 @@ def test_postfix_internal_and_refused_recipients(state):
     assert lookup(s, q, "sqlite-internal.cf", "ann@example.com") == []             # no automatic addresses
     assert lookup(s, q, "sqlite-internal.cf", "sales@unknown.example") == []
     refused = "sqlite-recipient-access.cf"
-    assert lookup(s, q, refused, "john@mailbox.internal") == ["REJECT 5.1.1 Recipient address rejected: User unknown"]
+    assert lookup(s, q, refused, "john@mailbox.internal") == ["REJECT 5.1.1 User unknown"]
     assert lookup(s, q, refused, "off@example.org") == ["REJECT 5.2.1 Mailbox disabled"]
     assert lookup(s, q, refused, "off@example.com") == []  # addusers off: not a mailbox address
     assert lookup(s, q, refused, "john@example.org") == []
