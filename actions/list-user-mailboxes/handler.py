@@ -19,8 +19,9 @@ def run(ctx, data):
     defaults = ctx.store.get("mailbox_settings")
     default_quota = defaults["quota"]["limit"]
     default_retention = defaults["spam_retention"]["value"]
-    usage = quota_usage(ctx.engine, ctx.instance, users)
     rows = {m["user"]: m for m in list_mailboxes(ctx.store)}  # one query, not one per user
+    # Disabled mailboxes show no usage: dovecot does not look them up.
+    usage = quota_usage(ctx.engine, ctx.instance, [u for u in users if u not in rows or rows[u]["enabled"]])
     mailboxes = []
     for user in users:
         m = rows.get(user) or default_mailbox(user)

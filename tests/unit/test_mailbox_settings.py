@@ -9,7 +9,7 @@ from passlib.hash import sha512_crypt
 
 from mailctl.context import render_context
 from mailctl.engines.podman import _unframe
-from mailctl.mailboxes import forward_status, merge_settings, quota_status, spam_retention_status
+from mailctl.mailboxes import _clone_rows, forward_status, merge_settings, quota_status, spam_retention_status
 from mailctl.render import ConfigTree
 from mailctl.secrets import ensure_secrets, sha512_crypt_hash
 from mailctl.settings import Instance
@@ -78,3 +78,10 @@ def test_unframe_exec_output():
     framed = b"\x01\x00\x00\x00\x00\x00\x00\x03abc" + b"\x02\x00\x00\x00\x00\x00\x00\x02de"
     assert _unframe(framed) == b"abcde"
     assert _unframe(b"plain output\n") == b"plain output\n"
+
+
+def test_quota_clone_rows_in_kib_and_nothing_from_bad_output():
+    out = '[{"username":"ann","bytes":2048},{"username":"bob","bytes":1023},{"username":"eve","bytes":null}]'
+    assert _clone_rows(out) == {"ann": 2, "bob": 0}  # KiB, as doveadm's STORAGE value
+    assert _clone_rows("") == {}  # sqlite3 -json prints nothing for an empty table
+    assert _clone_rows("Error: no such container") == {}
