@@ -193,6 +193,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX addresses_domain ON addresses(domain);
     CREATE INDEX address_targets_domain ON address_targets(domain);
     """,
+    # Postfix asks dovecot's quota-status only for mailboxes with a quota (sqlite-quota-skip.cf).
+    """
+    CREATE VIEW postfix_mailbox_quotas AS
+        SELECT user, quota_custom, quota_limit FROM mailboxes;
+    """,
 ]
 
 DEFAULT_SETTINGS: dict[str, Any] = {

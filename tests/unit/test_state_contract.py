@@ -177,21 +177,28 @@ def test_postfix_internal_and_refused_recipients(state):
     assert lookup(s, q, refused, "john@example.org") == []
 
 
-def test_quota_policy_skipped_for_addresses_not_delivered_to_their_own_name(state):
+def test_quota_policy_asked_only_where_it_can_refuse(state, tmp_path):
     s, q = state
     skip = "sqlite-quota-skip.cf"
-    assert lookup(s, q, skip, "info@example.org") == ["OK"]         # -> john: quota-status would check "info"
-    assert lookup(s, q, skip, "postmaster@example.org") == ["OK"]   # -> a public mailbox
-    assert lookup(s, q, skip, "john@example.org") == []             # automatic address: checked
-    assert lookup(s, q, skip, "nobody@example.org") == []
-    with s.transaction():
-        put_address(s, "ann", "example.org", [{"dtype": "user", "name": "ann"}, {"dtype": "user", "name": "john"}])
-    try:
-        assert lookup(s, q, skip, "ann@example.org") == []          # delivers to ann's own mailbox: checked
-    finally:
-        with s.transaction():
-            s.conn.execute("DELETE FROM addresses WHERE local = 'ann'")
-            s.conn.execute("DELETE FROM address_targets WHERE local = 'ann'")
+    # No default quota (the fixture): only a mailbox with a custom quota is checked.
+    assert lookup(s, q, skip, "ann@example.org") == ["OK"]
+    assert lookup(s, q, skip, "big@example.org") == []               # custom 500 MiB
+    # A default quota: every mailbox the mail reaches by its own name is checked.
+    limited = Store(tmp_path / "state.sqlite")
+    fill(limited)
+    with limited.transaction():
+        limited.set("mailbox_settings", {**limited.get("mailbox_settings"), "quota": {"limit": 100}})
+        put_mailbox(limited, {"user": "free", "quota_custom": True, "quota_limit": 0})
+        put_address(limited, "own", "example.org", [{"dtype": "user", "name": "own"}, {"dtype": "user", "name": "x"}])
+    staged = ConfigTree(tmp_path / "config").stage(render_context(limited))
+    ql = {f"postfix/{skip}": _config_queries((staged / "postfix" / skip).read_text())}
+    assert lookup(limited, ql, skip, "info@example.org") == ["OK"]   # -> john: quota-status would check "info"
+    assert lookup(limited, ql, skip, "postmaster@example.org") == ["OK"]  # -> a public mailbox
+    assert lookup(limited, ql, skip, "free@example.org") == ["OK"]   # custom quota: none
+    assert lookup(limited, ql, skip, "ann@example.org") == []        # automatic address, default quota
+    assert lookup(limited, ql, skip, "own@example.org") == []        # delivers to its own name's mailbox
+    assert lookup(limited, ql, skip, "nobody@example.org") == []
+    limited.close()
 
 
 def test_postfix_relay_rules_enabled_only(state):
