@@ -42,13 +42,14 @@ class Directory:
         self.base = conf["base_dn"]
         self.schema = LDAP_SCHEMAS[conf["schema"]]
         try:
-            # get_info=NONE: no schema read at bind (a round trip and ~0.2 s of parsing);
-            # values are decoded here as UTF-8 text (_entry), which is what every attribute read is.
+            # get_info=NONE: no schema read at bind (a round trip and ~0.2 s of parsing), and
+            # check_names=False: no per-value formatting; values are decoded here as UTF-8
+            # text (_entry), which is what every attribute read is.
             server = Server(url, connect_timeout=5, use_ssl=url.startswith("ldaps://"), get_info=NONE)
             starttls = bool(conf.get("tls")) and url.startswith("ldap://")
             self.conn = Connection(server, bind_dn or None, password or None,
                                    auto_bind=AUTO_BIND_TLS_BEFORE_BIND if starttls else True,
-                                   receive_timeout=10, raise_exceptions=True)
+                                   receive_timeout=10, raise_exceptions=True, check_names=False)
         except LDAPException as exc:
             raise DirectoryError(f"user domain {conf['name']}: cannot reach {url}: {exc}") from exc
 
