@@ -52,7 +52,7 @@ OUTSIDE_NETWORK = "podman"
 
 def daemon_address(instance: str, daemon: str, engine: str = "podman") -> str:
     """A daemon's fixed address, on the network where the other daemons (and the host) reach
-    it (mailctl.stack.home_network: its service network, postfix's the instance's network)."""
+    it (mailctl.stack.home_network: its service network)."""
     from mailctl.stack import home_network
 
     out = subprocess.run([engine, "inspect", f"{instance}-{daemon}"], capture_output=True, text=True,
