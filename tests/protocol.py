@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import imaplib
 import json
 import smtplib
@@ -10,6 +11,7 @@ import ssl
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -145,3 +147,36 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 30) -> T:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.3)
+
+
+def smtp_send(cli, msg) -> tuple[int, str]:
+    """Send `msg` on port 25 from an outside client: (250, "") or the refusal's (code, text)."""
+    try:  # a long timeout: a client that gives up after DATA sends the message again
+        with smtplib.SMTP(HOST, cli.port(25), timeout=60) as s:
+            s.ehlo("client.example.net")
+            s.send_message(msg)
+        return 250, ""
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, text = next(iter(exc.recipients.values()))
+        return code, text.decode(errors="replace")
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code, exc.smtp_error.decode(errors="replace")
+
+
+def message_ids(cli, user: str, password: str) -> Counter:
+    """Message-IDs of every message in `user`'s INBOX and Junk (IMAPS), with their counts."""
+    ids: Counter = Counter()
+    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=30)
+    try:
+        conn.login(user, password)
+        for folder in ("INBOX", "Junk"):
+            typ, count = conn.select(folder, readonly=True)
+            if typ != "OK" or count[0] in (b"0", None):
+                continue
+            _, data = conn.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            for item in data:
+                if isinstance(item, tuple):
+                    ids[email.message_from_bytes(item[1])["Message-ID"]] += 1
+    finally:
+        conn.logout()
+    return ids

@@ -32,7 +32,8 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 DEFAULTS = {
     "antispam": {"enabled": True, "spam_flag_threshold": 6, "deny_message_threshold": 15,
                  "greylist": {"enabled": False, "threshold": 4, "delay": 300}, "rbl": {"enabled": True, "lists": []},
-                 "bayes": {"min_learns": 20, "autolearn": False}, "dns_resolver": ""},
+                 "bayes": {"min_learns": 20, "autolearn": False}, "dns_resolver": "",
+                 "sender_rate_limit": {"enabled": True, "burst": 200, "messages_per_hour": 200}},
     "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "medium",
                   "mirror_url": "", "infected_mail": "reject"},
 }

@@ -5,7 +5,8 @@
 - the LDAP admin password never appears on a command line while the container starts;
 - user passwords are SHA512-CRYPT hashes, an older {SSHA512} hash still logs in and is
   replaced at the next password change;
-- SMTP: VRFY no more telling than RCPT, bare-LF smuggling refused, size limit, per-client connection rate limit;
+- SMTP: VRFY no more telling than RCPT, bare-LF smuggling refused, size limit, per-client connection rate limit,
+  Rspamd's rate limit of an authenticated sender (driven to 4xx);
   IMAP: failed logins from one address get slower (dovecot's auth penalty);
 - the reload scripts' check copies (with secrets) are removed when the check fails.
 """
@@ -122,19 +123,52 @@ def test_redis_refuses_clients_without_the_password(mx):
     assert out.strip() == "PONG"
 
 
-def test_authenticated_senders_get_an_rspamd_rate_limit_bucket(mx):
-    """Each login sending on 587 has its own Rspamd rate limit bucket in Redis (burst 200, then
-    200 an hour: local.d/ratelimit.conf); the limit itself is Rspamd's and is not driven here."""
+def submit(cli, user: str, password: str, subject: str) -> tuple[int, str]:
+    """Send one message as `user` on 587 (STARTTLS + AUTH) to itself: (250, "") or the refusal."""
     import smtplib
 
+    try:
+        with smtplib.SMTP(HOST, cli.port(587), timeout=30) as s:
+            s.starttls(context=insecure_tls())
+            s.login(user, password)
+            s.send_message(message(f"{user}@{DOMAIN}", f"{user}@{DOMAIN}", subject))
+        return 250, ""
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code, exc.smtp_error.decode(errors="replace")
+
+
+def test_authenticated_sender_above_its_rate_limit_is_deferred_others_are_not(mx):
+    """antispam.sender_rate_limit set low (burst 3, 1 an hour): the 4th message of one login is
+    deferred with 4xx by Rspamd's ratelimit (each login has its own Redis bucket), another
+    login still sends, and every message accepted before the limit is delivered once."""
+    other, other_password = "hdbob", "Hard3ned-bob"
+    mx.run("add-user", {"user": other, "password": other_password})
+    mx.run("set-filter-configuration", {"antispam": {"enabled": True, "sender_rate_limit": {
+        "enabled": True, "burst": 3, "messages_per_hour": 1}}})
+    assert mx.run("get-filter-configuration")["antispam"]["sender_rate_limit"] == {
+        "enabled": True, "burst": 3, "messages_per_hour": 1}
     client = redis.Redis(host=address(mx, "redis"), port=6379, password=secret(mx, "redis-password"),
                          socket_timeout=5)
-    before = set(client.keys("RL*"))
-    with smtplib.SMTP(HOST, mx.port(587), timeout=30) as s:
-        s.starttls(context=insecure_tls())
-        s.login(USER, PASSWORD)
-        s.send_message(message(f"{USER}@{DOMAIN}", f"{USER}@{DOMAIN}", f"rate-{token()}"))
-    assert wait_for(lambda: set(client.keys("RL*")) - before, "a rate limit bucket for the login")
+    client.delete(*client.keys("RL*") or ["none"])  # buckets of earlier tests' messages
+    try:
+        run = token(6)
+        replies = [submit(mx, USER, PASSWORD, f"rate-{run}-{n}") for n in range(6)]
+        accepted = [n for n, (code, _) in enumerate(replies) if code == 250]
+        deferred = [(code, text) for code, text in replies if code != 250]
+        assert accepted == list(range(len(accepted))) and 1 <= len(accepted) <= 4, replies
+        assert deferred and all(400 <= code < 500 for code, _ in deferred), replies
+        assert submit(mx, other, other_password, f"rate-{run}-other") == (250, "")
+        for n in accepted:
+            wait_for(lambda n=n: inbox_subjects(mx, USER, PASSWORD, f"rate-{run}-{n}") == 1, f"message {n}")
+        wait_for(lambda: inbox_subjects(mx, other, other_password, f"rate-{run}-other") == 1, "the other login's")
+        refused = [n for n in range(6) if n not in accepted]
+        assert all(inbox_subjects(mx, USER, PASSWORD, f"rate-{run}-{n}") == 0 for n in refused)
+        print(f"\nrate limit: burst 3: accepted {len(accepted)}, then {deferred[0]}")
+    finally:
+        mx.run("set-filter-configuration", {"antispam": {"enabled": True, "sender_rate_limit": {
+            "enabled": True, "burst": 200, "messages_per_hour": 200}}})
+        client.delete(*client.keys("RL*") or ["none"])
+        mx.run("remove-user", {"user": other}, expect=None)
 
 
 def test_ldap_admin_password_is_never_on_a_command_line(mx, tmp_path):

@@ -278,6 +278,30 @@ def test_sender_rules_exact_before_domain_before_default(clean, sink):
     wait_for(lambda: received(sink, third), "carol's message via the recipient rule")
 
 
+def test_sender_rule_wins_over_recipient_rule_and_local_recipients_stay_local(clean, sink):
+    """One message matching a sender rule (bob's) and a recipient rule, with a local recipient
+    too: the remote recipient goes through the sender rule's host (sender before recipient),
+    the local one is delivered to its mailbox and never handed to the relay."""
+    mx = clean
+    remote_domain = f"r{token()}.example.com"
+    mx.run("add-relay-rule", rule("sender", f"{BOB}@{DOMAIN}", sink.host, sink.port))
+    mx.run("add-relay-rule", rule("recipient", remote_domain, UNREACHABLE["host"], UNREACHABLE["port"]))
+    remote, local = f"someone@{remote_domain}", f"{CAROL}@{DOMAIN}"
+    msgid = f"{token()}@qr.example.org"
+    with smtplib.SMTP(HOST, mx.port(587), timeout=20) as s:
+        s.starttls(context=insecure_tls())
+        s.login(BOB, PASSWORD)
+        s.send_message(message(f"{BOB}@{DOMAIN}", f"{remote}, {local}", msgid, msgid), f"{BOB}@{DOMAIN}",
+                       [local, remote])
+    relayed = wait_for(lambda: received(sink, msgid), "the remote copy via bob's sender rule")
+    assert [r.lower() for r in relayed.recipients] == [remote]
+    wait_for(lambda: inbox_subjects(mx, CAROL, PASSWORD, msgid) == 1, "the local copy in carol's mailbox")
+    time.sleep(2)  # a second copy (through the relay, or twice) would have had time
+    assert len([m for m in sink.messages if msgid.encode() in m.data]) == 1
+    assert inbox_subjects(mx, CAROL, PASSWORD, msgid) == 1
+    assert f"<{msgid}>" not in in_queue(mx)
+
+
 def test_queue_report_trace_resend_delete(clean, sink):
     mx = clean
     domain = f"q{token()}.example.net"

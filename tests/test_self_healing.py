@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MAILCTL, TEST_OFFSET_DELTA, TEST_PREFIX, Cli, _engine_leftovers
-from protocol import HOST, insecure_tls, message, wait_for
+from protocol import HOST, insecure_tls, message, message_ids, smtp_send, wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -85,43 +85,10 @@ def all_healthy(cli: Cli) -> dict[str, dict] | None:
     return None
 
 
-def smtp_send(cli: Cli, msg) -> tuple[int, str]:
-    """Send `msg` on port 25; (250, id) or the refusal's (code, text)."""
-    try:
-        with smtplib.SMTP(HOST, cli.port(25), timeout=60) as s:
-            s.ehlo("client.example.net")
-            s.send_message(msg)
-        return 250, ""
-    except smtplib.SMTPRecipientsRefused as exc:
-        code, text = next(iter(exc.recipients.values()))
-        return code, text.decode(errors="replace")
-    except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code, exc.smtp_error.decode(errors="replace")
-
-
-def message_ids(cli: Cli, user: str) -> Counter:
-    """Message-IDs of every message in `user`'s INBOX and Junk (IMAPS), with their counts."""
-    ids: Counter = Counter()
-    conn = imaplib.IMAP4_SSL(HOST, cli.port(993), ssl_context=insecure_tls(), timeout=30)
-    try:
-        conn.login(user, PASSWORD)
-        for folder in ("INBOX", "Junk"):
-            typ, count = conn.select(folder, readonly=True)
-            if typ != "OK" or count[0] in (b"0", None):
-                continue
-            _, data = conn.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-            for item in data:
-                if isinstance(item, tuple):
-                    ids[email.message_from_bytes(item[1])["Message-ID"]] += 1
-    finally:
-        conn.logout()
-    return ids
-
-
 def copies(cli: Cli, user: str, message_id: str) -> int:
     """How many copies of `message_id` `user` has; 0 while IMAP does not answer yet."""
     try:
-        return message_ids(cli, user)[message_id]
+        return message_ids(cli, user, PASSWORD)[message_id]
     except (OSError, imaplib.IMAP4.error):
         return 0
 
@@ -350,7 +317,7 @@ def test_kill_every_daemon_during_a_stream_loses_and_duplicates_nothing(heal):
     def settled():
         delivered = Counter()
         for user in USERS:
-            delivered.update(message_ids(heal, user))
+            delivered.update(message_ids(heal, user, PASSWORD))
         missing = [mid for mid in stream.accepted if delivered[mid] == 0]
         # Done when all arrived, or when the queue is empty (what is missing then bounced or is lost).
         if not missing or queue_size(heal) == 0:

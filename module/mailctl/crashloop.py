@@ -56,6 +56,7 @@ class RestartHistory:
     window: float = LOOP_WINDOW
     samples: deque = field(default_factory=deque)  # (time, restart count)
     last_restart: float = 0.0  # when the count last grew (clock time)
+    grew: bool = False  # the count grew since the previous look: the engine is restarting it
 
     def add(self, now: float, restarts: int) -> int:
         """Record a look; return the restarts within the window (0 after a reset by hand)."""
@@ -63,7 +64,8 @@ class RestartHistory:
             # a start by hand since the last look reset the engine's count: all are new
             self.samples.clear()
             self.samples.append((now, 0))
-        if self.samples and restarts > self.samples[-1][1]:
+        self.grew = bool(self.samples) and restarts > self.samples[-1][1]
+        if self.grew:
             self.last_restart = now
         self.samples.append((now, restarts))
         while self.samples and self.samples[0][0] < now - self.window:

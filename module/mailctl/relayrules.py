@@ -11,11 +11,15 @@ Rules live in the `relay_rules` table and postfix reads them at query time
 
 Postfix consults `transport_maps` before the sender-dependent maps; so that the
 sender rule wins when one message matches both, a recipient that matches a recipient
-rule gets the restriction class `relay_sender_first` at RCPT time, which gives the
-message a `FILTER transport:[host]:port` of the sender's rule (it overrides
-transport_maps for the whole message; templates/postfix/sqlite-relay-order.cf).
-Known limit: FILTER is per message, so in such a message a copy to a local mailbox
-also goes through the sender rule's host (which normally hands it back by MX).
+rule gets the restriction class `relay_sender_first` at RCPT time. FILTER (the only
+override of transport_maps) is per message, and a local recipient of the same message
+must stay local: so the class gives the message `FILTER relay_split:[127.0.0.1]:10027`
+when the sender has a rule, and the `relay_split` transport hands it back to a postfix
+smtpd inside the container one recipient at a time (relay_split_destination_recipient_limit
+= 1; no milters or address mappings again). There each recipient of a recipient rule gets
+the sender rule's `FILTER transport:[host]:port` (class relay_sender_route), and a local
+recipient is delivered to its mailbox (templates/postfix/sqlite-relay-order.cf,
+sqlite-relay-sender-split.cf, sqlite-relay-sender-filter.cf, master.cf).
 
 Credentials never travel in clear: postfix offers no plaintext SASL mechanism outside
 TLS (smtp_sasl_security_options noplaintext), and a next hop that has credentials is

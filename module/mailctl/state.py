@@ -227,6 +227,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         # autolearn off as in NS8 (rspamd's default).
         "bayes": {"min_learns": 20, "autolearn": False},
         "dns_resolver": "",                          # "" = the host's; else "IP" or "IP:port"
+        # Rspamd ratelimit per login on 587/465: a burst, then a rate; beyond it 4xx (deferred)
+        "sender_rate_limit": {"enabled": True, "burst": 200, "messages_per_hour": 200},
     },
     "antivirus": {"enabled": True, "clamav_official_sigs": False, "third_party_sigs_rating": "medium",
                   "mirror_url": "",                  # "" = the providers' own mirrors

@@ -63,14 +63,14 @@ def try_lock(instance: Instance) -> Iterator[bool]:
 
 
 class Watcher:
-    """Checks one instance; `check()` once, `serve()` for ever. `clock` is for the tests."""
+    """Checks one instance; `check()` once, `serve()` for ever. `clock` and `sleep` are for the tests."""
 
     def __init__(self, instance: Instance, engine: Engine | None = None, log: Callable[[str], None] = print,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.instance = instance
         self.engine = engine or get_engine(instance.engine)
         self.log = log
-        self.clock = clock
+        self.clock, self.sleep = clock, sleep
         self.suspects: set[str] = set()  # containers found down at the previous check
         self.history: dict[str, crashloop.RestartHistory] = {}  # restart counts seen, per container
         self.backoff: dict[str, crashloop.Backoff] = {}  # containers in a crash loop (or failing to start)
@@ -84,7 +84,10 @@ class Watcher:
         containers = self.engine.list_containers(self.instance.name)
         looping = self._new_crash_loops(containers, now)
         self._forgive_stable(containers, now)
-        down = {c.name: why for c in containers if (why := broken(c)) and c.name not in looping}
+        # one the engine restarted since the last look is its business (until it loops)
+        restarting = {c.name for c in containers if self.history[c.name].grew}
+        down = {c.name: why for c in containers
+                if (why := broken(c)) and c.name not in looping and c.name not in restarting}
         waiting = {name for name in down if name in self.backoff and not self.backoff[name].due(now)}
         heal = {name: why for name, why in down.items()
                 if name not in waiting and (name in self.suspects or name in self.backoff)}
@@ -100,15 +103,31 @@ class Watcher:
                 delay = self.backoff.setdefault(name, crashloop.Backoff()).fail(now)
                 self.log(f"watch: {name} is crash-looping ({restarts} restarts in {crashloop.LOOP_WINDOW:g} s): "
                          f"stopping it, next start in {delay:g} s (see `mailctl logs {name.rsplit('-', 1)[-1]}`)")
-                try:
-                    self.engine.stop(name)
-                except MailError as exc:
-                    self.log(f"watch: {exc}")
+                self._hold(name)
                 waiting.add(name)
             if heal:
                 self._heal(heal, hold=waiting, now=now)
         self._save_held(waiting, now)
         return sorted(heal)
+
+    def _hold(self, name: str, tries: int = 5) -> None:
+        """Stop a looping container until it stays stopped: a stop that comes between two of
+        podman's restarts finds it already stopped, and podman restarts it once more."""
+        for _ in range(tries):
+            try:
+                self.engine.stop(name)
+            except MailError as exc:
+                self.log(f"watch: {exc}")
+            before = self._container(name)
+            self.sleep(1)
+            after = self._container(name)
+            if after is None or (after.state not in ("running", "restarting")
+                                 and before is not None and after.restarts == before.restarts):
+                return
+        self.log(f"watch: {name} is still restarted by the engine after {tries} stops")
+
+    def _container(self, name: str) -> ContainerInfo | None:
+        return next((c for c in self.engine.list_containers(self.instance.name) if c.name == name), None)
 
     def _heal(self, heal: dict[str, str], hold: set[str], now: float) -> None:
         for name, why in sorted(heal.items()):

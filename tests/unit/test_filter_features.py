@@ -83,6 +83,17 @@ def test_bayes_greylist_resolver_and_signature_list_are_rendered(tmp_path):
     assert sorted(listed) == sorted(files("medium"))
 
 
+def test_sender_rate_limit_is_rendered_and_can_be_turned_off(tmp_path):
+    default = (rendered(tmp_path / "a") / "rspamd/local.d/ratelimit.conf").read_text()
+    assert 'selector = "user.lower";' in default and "burst = 200;" in default and 'rate = "200 / 1h";' in default
+    low = {**DEFAULT_SETTINGS["antispam"], "sender_rate_limit": {"enabled": True, "burst": 3, "messages_per_hour": 1}}
+    text = (rendered(tmp_path / "b", antispam=low) / "rspamd/local.d/ratelimit.conf").read_text()
+    assert "burst = 3;" in text and 'rate = "1 / 1h";' in text
+    off = {**low, "sender_rate_limit": {**low["sender_rate_limit"], "enabled": False}}
+    text = (rendered(tmp_path / "c", antispam=off) / "rspamd/local.d/ratelimit.conf").read_text()
+    assert "authenticated_sender" not in text and "rates {" in text
+
+
 def test_bypass_rules_reach_the_lua_connection_filter(tmp_path):
     s = Store(Instance("unit1", state_root=tmp_path).db_path)
     with s.transaction():
@@ -104,7 +115,12 @@ def test_junk_folder_name_drives_imapsieve(tmp_path):
 def test_relay_rule_order_restriction_is_in_both_recipient_lists(tmp_path):
     main = (rendered(tmp_path) / "postfix/main.cf").read_text()
     assert main.count("check_recipient_access sqlite:/etc/postfix/sqlite-relay-order.cf") == 2
-    assert "relay_sender_first = check_sender_access sqlite:/etc/postfix/sqlite-relay-sender-filter.cf" in main
+    # a message with both is split by recipient (relay_split), then routed by the sender rule
+    assert "relay_sender_first = check_sender_access sqlite:/etc/postfix/sqlite-relay-sender-split.cf" in main
+    assert "relay_sender_route = check_sender_access sqlite:/etc/postfix/sqlite-relay-sender-filter.cf" in main
+    assert "relay_split_destination_recipient_limit = 1" in main
+    master = (rendered(tmp_path) / "postfix/master.cf").read_text()
+    assert "-o relay_sender_first=$relay_sender_route" in master and "127.0.0.1:10027 inet" in master
 
 
 class Ctx:

@@ -54,7 +54,7 @@ def test_backoff_doubles_up_to_its_cap():
 def test_restart_history_counts_restarts_within_the_window_and_a_reset_by_hand():
     history = RestartHistory(window=60)
     assert [history.add(t, n) for t, n in ((0, 0), (5, 2), (10, 4))] == [0, 2, 4]
-    assert history.last_restart == 10
+    assert history.last_restart == 10 and history.grew
     assert history.add(80, 4) == 0  # nothing new within the last minute
     assert history.add(85, 0) == 0  # a start by hand reset the engine's count
     assert history.add(90, 3) == 3
@@ -96,7 +96,8 @@ def looping(tmp_path, monkeypatch):
         engine.containers[0].restarts = 0  # a start by hand resets the count
 
     monkeypatch.setattr(watch.lifecycle, "up", fake_up)
-    watcher = Watcher(Instance("w1", state_root=tmp_path), engine=engine, log=logs.append, clock=clock)
+    watcher = Watcher(Instance("w1", state_root=tmp_path), engine=engine, log=logs.append, clock=clock,
+                      sleep=lambda seconds: None)
     return watcher, engine, clock, logs, ups
 
 
@@ -163,6 +164,43 @@ def test_a_container_up_cannot_bring_back_waits_before_the_next_try(looping, mon
     # first look, then tries at +1 s, +11 s (10 s later), +31 s (20 s later)
     assert calls == [1001.0, 1011.0, 1031.0], calls
     assert "next try for w1-rspamd in 40 s" in logs[-1]
+
+
+def test_a_container_the_engine_keeps_restarting_is_not_healed_by_up(looping):
+    """Seen stopped twice but restarted by the engine in between: not `up`'s to heal (it would
+    wait for health while the engine loops), the crash loop is caught instead."""
+    watcher, engine, clock, logs, ups = looping
+    watcher.check()
+    for _ in range(2):
+        engine.containers[0].restarts += 1
+        engine.containers[0].state = "stopped"  # podman, between two of its restarts
+        clock.now += 1
+        assert watcher.check() == []
+    engine.containers[0].restarts += 1
+    clock.now += 1
+    watcher.check()
+    assert ups == [] and engine.stopped == ["w1-rspamd"]
+
+
+def test_a_stop_between_two_engine_restarts_is_repeated(looping):
+    """podman restarts a container once more when the stop finds it between two restarts."""
+    watcher, engine, clock, logs, ups = looping
+    stop = engine.stop
+    missed = []
+
+    def stop_once_too_early(name):
+        stop(name)
+        if not missed:  # the engine's pending restart goes ahead
+            missed.append(name)
+            engine.containers[0].state, engine.containers[0].restarts = "running", engine.containers[0].restarts + 1
+
+    engine.stop = stop_once_too_early
+    watcher.check()
+    engine.crash(times=3)
+    clock.now += 1
+    watcher.check()
+    assert engine.stopped == ["w1-rspamd", "w1-rspamd"] and engine.containers[0].state == "exited"
+    assert crashloop.read_held(watcher.instance.state_dir)["w1-rspamd"]["failures"] == 1
 
 
 def test_other_containers_heal_while_one_is_held(looping, monkeypatch):

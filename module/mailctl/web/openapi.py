@@ -109,8 +109,11 @@ def document(cookie_name: str) -> dict[str, Any]:
             "operationId": "status", "tags": ["ui"],
             "responses": {"200": _json({"type": "array", "items": {
                 "type": "object", "required": ["name", "daemon", "state", "health"],
-                "properties": {k: {"type": "string"} for k in ("name", "daemon", "state", "health")}}},
-                "each container with its state and health"), **session_only, "500": FAILED}}},
+                "properties": {**{k: {"type": "string"} for k in ("name", "daemon", "state", "health")},
+                               "restarts": {"type": "integer"},
+                               # state crash-loop: when `mailctl watch` starts it again (epoch s)
+                               "next_start": {"type": "integer"}}}},
+                "each container with its state, health and restarts"), **session_only, "500": FAILED}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "tags": ["ui"],
             "responses": {"200": _json({"type": "object"}, "this document"), **session_only}}},
