@@ -78,9 +78,15 @@ def status(cli: Cli) -> dict[str, dict]:
 
 
 def all_healthy(cli: Cli) -> dict[str, dict] | None:
-    rows = status(cli)
-    if all(row["health"] == "healthy" for row in rows.values()):
-        return rows
+    """Every daemon's status row once all are healthy, else None. While `mailctl watch` or the
+    engine recreates a container, `status` may fail for a moment: that is "not yet"."""
+    r = cli("status", "--json")
+    if r.code != 0:
+        print(f"mailctl status exited {r.code}: {r.stderr.strip()[-300:]}")
+    else:
+        rows = {row["daemon"]: row for row in r.json()}
+        if all(row["health"] == "healthy" for row in rows.values()):
+            return rows
     time.sleep(1)  # `mailctl status` execs every healthcheck: ask once a second at most
     return None
 

@@ -100,6 +100,24 @@ rc=$?; rm -rf "$tmp"; exit $rc
 """
 
 
+# Arguments: the database, then user names. Their rows go: the next quota_usage asks doveadm.
+_QUOTA_FORGET = r"""exec 2>/dev/null
+db=$1; shift
+[ -s "$db" ] || exit 0
+for user in "$@"; do
+    quoted=$(printf '%s' "$user" | sed "s/'/''/g")
+    sqlite3 "$db" ".timeout 5000" "DELETE FROM quota_clone WHERE username = '$quoted'"
+done
+"""
+
+
+def forget_quota_usage(engine: Engine, instance: Instance, users: list[str]) -> None:
+    """Drop the quota_clone rows of `users`: after a change made with the quota plugin off
+    (doveadm import of a restore), the next quota_usage reads their usage from doveadm."""
+    if users:
+        engine.exec(instance.container_name("dovecot"), ["sh", "-c", _QUOTA_FORGET, "sh", QUOTA_CLONE_DB, *users])
+
+
 def quota_usage(engine: Engine, instance: Instance, users: list[str]) -> dict[str, int]:
     """Storage used by each user's mailbox in KiB: one exec in the dovecot container, two
     when some mailboxes are not in the quota_clone table yet.

@@ -37,6 +37,7 @@ from typing import Any
 
 from . import restic
 from .errors import MailError
+from .mailboxes import forget_quota_usage
 from .settings import Instance
 
 PUBLIC_OWNER = "vmail"
@@ -367,6 +368,8 @@ def restore_folder(instance: Instance, engine: Any, source: Source, snapshot: st
         except MailError:
             dovecot.run("doveadm", "mailbox", "delete", "-u", selection.user, "-r", "-s", restored, check=False)
             raise
+        finally:  # the quota plugin was off: quota_clone's copy of the usage is stale
+            forget_quota_usage(engine, instance, [selection.user])
     finally:
         dovecot.run("rm", "-rf", in_container, check=False)
         shutil.rmtree(scratch_dir, ignore_errors=True)
