@@ -138,6 +138,7 @@ class PodmanEngine(Engine):
         if own_address:
             home["static_ips"] = [own_address]
             home["static_mac"] = mac_for(own_address)
+        gateway = self._gateway(spec.networks[0])  # of the primary network
         try:
             container = self.client.containers.create(
                 spec.image,
@@ -149,10 +150,10 @@ class PodmanEngine(Engine):
                 volumes=volumes,
                 ports=ports,
                 networks=networks,
-                extra_hosts={**self._host_entry(spec.networks[0]), **dict(spec.addresses)},
+                extra_hosts={**_host_entry(gateway), **dict(spec.addresses)},
                 ulimits=[{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits],
                 restart_policy={"Name": spec.restart_policy},
-                **self._dns_options(spec.networks[0]),
+                **_dns_options(gateway),
             )
             container.start()
         except APIError as exc:
@@ -169,26 +170,9 @@ class PodmanEngine(Engine):
         """
         return top_addresses([s["subnet"] for s in self._subnets(network)], daemons)
 
-    def _dns_options(self, network: str) -> dict[str, list[str]]:
-        """Only the network's DNS (aardvark-dns, on its gateway), retried after 1 s, for the
-        names not in /etc/hosts (an external LDAP server, relay hosts, test containers).
-
-        aardvark-dns drops the queries that arrive while it reloads (each time a container
-        joins); glibc would wait 5 s, then ask the host's nameservers, which do not know
-        the network's container names. aardvark-dns forwards every other name itself.
-        """
-        gateways = [s["gateway"] for s in self._subnets(network) if s.get("gateway")]
-        return {"dns": gateways[:1], "dns_opt": ["timeout:1", "attempts:5"]} if gateways else {}
-
-    def _host_entry(self, network: str) -> dict[str, str]:
-        """host.containers.internal at the gateway of the container's primary network.
-
-        On several networks podman names any one of their gateways so; the host's connections
-        to the published ports come from the primary one (the only one with published
-        ports), and postfix exempts the host from its rate limits by that name. An entry of
-        ours comes first in /etc/hosts, before podman's own."""
-        gateways = [s["gateway"] for s in self._subnets(network) if s.get("gateway")]
-        return {"host.containers.internal": gateways[0]} if gateways else {}
+    def _gateway(self, network: str) -> str | None:
+        """The network's gateway: the host's address on it, where aardvark-dns answers."""
+        return next((s["gateway"] for s in self._subnets(network) if s.get("gateway")), None)
 
     def _subnets(self, network: str) -> list[dict[str, str]]:
         return self.client.networks.get(network).attrs.get("subnets") or []
@@ -317,3 +301,24 @@ def _parse_size(text: str) -> int:
         return int(float(num) * units.get(unit, 1))
     except ValueError:
         return 0
+
+
+def _dns_options(gateway: str | None) -> dict[str, list[str]]:
+    """Only the network's DNS (aardvark-dns, on its gateway), retried after 1 s, for the
+    names not in /etc/hosts (an external LDAP server, relay hosts, test containers).
+
+    aardvark-dns drops the queries that arrive while it reloads (each time a container
+    joins); glibc would wait 5 s, then ask the host's nameservers, which do not know
+    the network's container names. aardvark-dns forwards every other name itself.
+    """
+    return {"dns": [gateway], "dns_opt": ["timeout:1", "attempts:5"]} if gateway else {}
+
+
+def _host_entry(gateway: str | None) -> dict[str, str]:
+    """host.containers.internal at the gateway of the container's primary network.
+
+    On several networks podman names any one of their gateways so; the host's connections
+    to the published ports come from the primary one (the only one with published
+    ports), and postfix exempts the host from its rate limits by that name. An entry of
+    ours comes first in /etc/hosts, before podman's own."""
+    return {"host.containers.internal": gateway} if gateway else {}
