@@ -180,6 +180,25 @@ def test_quota_exceeded_refused_at_rcpt_and_delivery(mx):
     assert rcpt(mx, f"{QUOTA}@{DOMAIN}", size=500_000)[0] == 250
 
 
+def test_usage_counts_mail_delivered_since_the_last_listing(mx):
+    """Deliveries do not copy the quota into the usage table (LMTP runs without quota_clone):
+    list-user-mailboxes asks dovecot again for the mailboxes that got mail since it last
+    listed; an IMAP expunge updates the table as it happens."""
+    before = mailboxes(mx)[FRIEND]["quota"]["value"]
+    subject = f"big {token()}"
+    send25(mx, f"{FRIEND}@{DOMAIN}", subject, ("z" * 76 + "\n") * 40_000)  # about 3 MiB
+    assert wait_for(mx, FRIEND, subject)
+    after = mailboxes(mx)[FRIEND]["quota"]["value"]
+    assert after >= before + 3, (before, after)
+    assert mailboxes(mx)[FRIEND]["quota"]["value"] == after  # nothing new: the same figure
+    with imap(mx, FRIEND) as conn:
+        conn.select("INBOX")
+        _, found = conn.search(None, "SUBJECT", f'"{subject}"')
+        conn.store(found[0].split()[0], "+FLAGS", "\\Deleted")
+        conn.expunge()
+    assert mailboxes(mx)[FRIEND]["quota"]["value"] == before
+
+
 def test_disabled_mailbox_cannot_log_in_nor_receive(mx):
     address = f"{DISABLED}@{DOMAIN}"
     with imap(mx, DISABLED) as session:
