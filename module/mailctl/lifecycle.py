@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import crashloop
@@ -17,7 +18,7 @@ from .probes import probe_port
 from .render import ConfigTree
 from .secrets import ensure_secrets
 from .settings import Instance
-from .stack import DAEMONS, LAYOUT, LAYOUT_LABEL, Stack, build_stack, network_layout
+from .stack import DAEMONS, LAYOUT, LAYOUT_LABEL, ContainerSpec, Stack, build_stack, network_layout
 from .state import Store
 from .tls import ensure_self_signed
 
@@ -96,15 +97,39 @@ def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatu
             result.append(DaemonStatus(info.name, daemon, "crash-loop", "stopped", info.restarts,
                                        held[info.name].get("next_start")))
             continue
-        result.append(DaemonStatus(info.name, daemon, info.state, daemon_health(engine, stack, daemon, info.state),
-                                   info.restarts))
+        result.append(DaemonStatus(info.name, daemon, info.state, "", info.restarts))
+    checked = [s for s in result if not s.health]
+    for entry, health in zip(checked, _healths(engine, stack, [(s.daemon, s.state) for s in checked]), strict=True):
+        entry.health = health
     return result
 
 
+def _healths(engine: Engine, stack: Stack, daemons: Iterable[tuple[str, str]]) -> list[str]:
+    """daemon_health of each (daemon, state), all at once: each check is a round trip into
+    a container, and one after the other they took most of the time `up` waited."""
+    items = list(daemons)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(lambda item: daemon_health(engine, stack, *item), items))
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    """Run the engine calls of `jobs` at the same time; the first error is raised once all ended."""
+    if not jobs:
+        return
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()
+
+
 def up(instance: Instance, progress: Callable[[str], None] = print, timeout: float = 180,
-       hold: Collection[str] = ()) -> list[DaemonStatus]:
+       hold: Collection[str] = ()) -> None:
     """Start every container of the instance and wait until all are healthy.
 
+    The containers are made and started at the same time: each daemon finds the others at
+    fixed addresses and retries them until they answer, so none needs another started first.
     `hold`: names of existing containers to leave as they are, neither started nor waited
     for (the ones `mailctl watch` keeps stopped while a crash loop backs off)."""
     engine = get_engine(instance.engine)
@@ -128,6 +153,7 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
     existing = {c.name: c for c in engine.list_containers(instance.name)}
     started = time.monotonic()
     held = {name for name in hold if name in existing}
+    jobs: list[Callable[[], None]] = []
     for spec in stack.containers:
         if spec.name in held:
             continue
@@ -141,17 +167,21 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
             info = None
         if info and all(info.labels.get(k) == spec.labels[k] for k in ("mail.spec-hash", "mail.image-id")):
             if info.state != "running":
-                engine.start(spec.name)
+                jobs.append(lambda name=spec.name: engine.start(name))
             elif spec.daemon in changed:
                 progress(f"applying new configuration to {spec.name}")
                 Applier(instance, engine).reload_daemon(spec.daemon)
             continue
-        if info:
-            engine.remove_container(spec.name)
         progress(f"starting {spec.name}")
-        engine.create_and_start(spec)
+        jobs.append(lambda spec=spec, replace=bool(info): _create(engine, spec, replace))
+    _run_all(jobs)
     _wait_healthy(engine, stack, progress, started, timeout, skip=held)
-    return status(instance, engine)
+
+
+def _create(engine: Engine, spec: ContainerSpec, replace: bool) -> None:
+    if replace:  # an older container of the daemon (another image or spec)
+        engine.remove_container(spec.name)
+    engine.create_and_start(spec)
 
 
 def _replace_old_networks(engine: Engine, stack: Stack, progress: Callable[[str], None]) -> None:
@@ -174,17 +204,19 @@ def _wait_healthy(engine: Engine, stack: Stack, progress, started: float, timeou
     pending = [d for d in DAEMONS if stack.container(d).name not in skip]
     while pending:
         states = {c.daemon: c.state for c in engine.list_containers(stack.instance.name)}
-        for daemon in list(pending):
+        for daemon in pending:
             state = states.get(daemon, "absent")
             if state in ("exited", "stopped", "absent", "dead"):
                 raise MailError(_failure(engine, stack, daemon, f"container {state}"))
-            if daemon_health(engine, stack, daemon, state) == "healthy":
+        healths = _healths(engine, stack, [(d, states[d]) for d in pending])
+        for daemon, health in zip(list(pending), healths, strict=True):
+            if health == "healthy":
                 pending.remove(daemon)
                 progress(f"{daemon:<9} healthy ({time.monotonic() - started:.1f}s)")
         if pending and time.monotonic() - started > timeout:
             raise MailError(_failure(engine, stack, pending[0], f"not healthy after {timeout:.0f}s"))
         if pending:
-            time.sleep(0.5)
+            time.sleep(0.25)
 
 
 def _failure(engine: Engine, stack: Stack, daemon: str, why: str) -> str:
@@ -196,11 +228,13 @@ def down(instance: Instance, purge: bool = False, progress: Callable[[str], None
     """Remove the instance's containers and network; with `purge` its volumes and state too."""
     engine = get_engine(instance.engine)
     present = {c.name for c in engine.list_containers(instance.name)}
+    jobs: list[Callable[[], None]] = []
     for daemon in reversed(DAEMONS):
         name = instance.container_name(daemon)
         if name in present:
             progress(f"removing {name}")
-            engine.remove_container(name)
+            jobs.append(lambda name=name: engine.remove_container(name))
+    _run_all(jobs)  # each stop waits for its daemon to end: all at once
     for network in network_layout(instance.name):
         engine.remove_network(network.name)
     if purge:
