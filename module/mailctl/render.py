@@ -90,6 +90,19 @@ def tree_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _keep_times_of_unchanged(staging: Path, current: Path | None) -> None:
+    """A file rendered the same as in `current` keeps its modification time there: postfix
+    waits before it reads a map configuration modified within the last second, in each
+    process it starts after a reload, and most files do not change in an action."""
+    if current is None:
+        return
+    for new in staging.rglob("*"):
+        old = current / new.relative_to(staging)
+        if new.is_file() and old.is_file() and new.read_bytes() == old.read_bytes():
+            times = old.stat()
+            os.utime(new, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
 class ConfigTree:
     """The generations of rendered configuration of one instance."""
 
@@ -113,6 +126,7 @@ class ConfigTree:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        _keep_times_of_unchanged(staging, self.current())
         return staging
 
     def changed_daemons(self, staging: Path, daemons: tuple[str, ...]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mailctl.context import render_context
@@ -46,6 +47,22 @@ def test_queue_lifetime_changes_postfix_only(tmp_path):
     staged = tree.stage(render_context(s))
     assert tree.changed_daemons(staged, DAEMONS) == ["postfix"]
     assert "maximal_queue_lifetime = 48h" in (staged / "postfix" / "main.cf").read_text()
+
+
+def test_unchanged_files_keep_their_modification_time(tmp_path):
+    """postfix waits before reading a map config modified within the last second."""
+    s = store(tmp_path)
+    tree = ConfigTree(tmp_path / "config")
+    first = tree.stage(render_context(s))
+    tree.swap(first)
+    ldap_cf, main_cf = first / "postfix" / "ldap-users.cf", first / "postfix" / "main.cf"
+    for f in (ldap_cf, main_cf):
+        os.utime(f, (1_000_000, 1_000_000))
+    with s.transaction():
+        s.set("queue", {"maximal_queue_lifetime": 48})
+    staged = tree.stage(render_context(s))
+    assert (staged / "postfix" / "ldap-users.cf").stat().st_mtime == 1_000_000
+    assert (staged / "postfix" / "main.cf").stat().st_mtime > 1_000_000  # changed: a new time
 
 
 def test_swap_and_restore_are_atomic_links(tmp_path):
