@@ -46,10 +46,12 @@ def _ensure_service(sock: Path) -> None:
     if not shutil.which("podman"):
         raise EngineError("podman is not installed: run ./install.sh")
     sock.parent.mkdir(parents=True, exist_ok=True)
+    # cwd "/": the service outlives this process, and in a working directory that is later
+    # removed (a checkout, a temporary dir) podman can no longer start any container.
     subprocess.Popen(
         ["podman", "system", "service", "--time=0", url],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True, cwd="/",
     )
     for _ in range(100):
         if sock.exists() and _answers(url):
