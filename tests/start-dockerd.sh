@@ -58,7 +58,8 @@ else
     echo "start-dockerd: starting $DOCKERD ${args[*]} (log $LOG)"
     echo "=== $(date -Is) start-dockerd: $DOCKERD ${args[*]}" >>"$LOG"
     from_line=$(wc -l <"$LOG")
-    setsid "$DOCKERD" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
+    # In /: the daemon outlives the test run, whose checkout may be removed.
+    (cd / && exec setsid "$DOCKERD" "${args[@]}" >>"$LOG" 2>&1 </dev/null) &
     started=$!
 fi
 
