@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import crashloop
 from .apply import Applier
@@ -21,6 +23,8 @@ from .settings import Instance
 from .stack import DAEMONS, LAYOUT, LAYOUT_LABEL, ContainerSpec, Stack, build_stack, network_layout
 from .state import Store
 from .tls import ensure_self_signed
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -107,21 +111,17 @@ def status(instance: Instance, engine: Engine | None = None) -> list[DaemonStatu
 def _healths(engine: Engine, stack: Stack, daemons: Iterable[tuple[str, str]]) -> list[str]:
     """daemon_health of each (daemon, state), all at once: each check is a round trip into
     a container, and one after the other they took most of the time `up` waited."""
-    items = list(daemons)
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        return list(pool.map(lambda item: daemon_health(engine, stack, *item), items))
+    return _run_all([functools.partial(daemon_health, engine, stack, d, state) for d, state in daemons])
 
 
-def _run_all(jobs: list[Callable[[], None]]) -> None:
-    """Run the engine calls of `jobs` at the same time; the first error is raised once all ended."""
+def _run_all(jobs: list[Callable[[], T]]) -> list[T]:
+    """Run the engine calls of `jobs` at the same time and return their results in order;
+    the first error is raised once all ended."""
     if not jobs:
-        return
+        return []
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         futures = [pool.submit(job) for job in jobs]
-    for future in futures:
-        future.result()
+    return [future.result() for future in futures]
 
 
 def up(instance: Instance, progress: Callable[[str], None] = print, timeout: float = 180,
@@ -153,7 +153,7 @@ def up(instance: Instance, progress: Callable[[str], None] = print, timeout: flo
     existing = {c.name: c for c in engine.list_containers(instance.name)}
     started = time.monotonic()
     held = {name for name in hold if name in existing}
-    jobs: list[Callable[[], None]] = []
+    jobs: list[Callable[[], object]] = []
     for spec in stack.containers:
         if spec.name in held:
             continue
@@ -228,7 +228,7 @@ def down(instance: Instance, purge: bool = False, progress: Callable[[str], None
     """Remove the instance's containers and network; with `purge` its volumes and state too."""
     engine = get_engine(instance.engine)
     present = {c.name for c in engine.list_containers(instance.name)}
-    jobs: list[Callable[[], None]] = []
+    jobs: list[Callable[[], object]] = []
     for daemon in reversed(DAEMONS):
         name = instance.container_name(daemon)
         if name in present:

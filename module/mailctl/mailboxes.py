@@ -78,9 +78,21 @@ def put_mailbox(store: Store, m: dict[str, Any]) -> None:
 # dovecot's CPU per message), so the rows of mailboxes that got mail since the last
 # listing (a folder's new/ changed since the file `listed`) are asked to doveadm again.
 QUOTA_CLONE_DB = "/var/lib/dovecot/quota-clone/quota.sqlite"
+# Shell function of _QUOTA_READ and _QUOTA_FILL: ask doveadm the usage of the users named
+# in the file $2 and write it into the table of $db, INSERT OR $1 (REPLACE: doveadm's
+# figure is newer; IGNORE: a row dovecot copied in meanwhile wins).
+_COPY_USAGE = r"""copy_usage() {
+    doveadm -f tab quota get -F "$2" | awk -F '\t' '
+        $3 == "STORAGE" { kib[$1] = $4 } $3 == "MESSAGE" { msgs[$1] = $4 }
+        END { for (u in kib) print u "\t" kib[u] "\t" msgs[u] }' > "$2.found"
+    sqlite3 -tabs "$db" ".timeout 5000" \
+        "CREATE TEMP TABLE found (username TEXT, kib INTEGER, messages INTEGER)" ".import $2.found found" \
+        "INSERT OR $1 INTO quota_clone SELECT username, kib * 1024, messages FROM found"
+    rm -f "$2.found"
+}
+"""
 # Argument: the database. Output: the table's rows (sqlite3 -json).
-_QUOTA_READ = r"""exec 2>/dev/null
-db=$1; dir=${db%/*}
+_QUOTA_READ = "exec 2>/dev/null\n" + _COPY_USAGE + r"""db=$1; dir=${db%/*}
 if [ ! -s "$db" ]; then
     mkdir -p "$dir"
     sqlite3 "$db" "CREATE TABLE IF NOT EXISTS quota_clone (username TEXT PRIMARY KEY,
@@ -94,15 +106,8 @@ if [ -e "$dir/listed" ]; then
     # The new/ folder of each mailbox's folders, named (not searched for: 10,000 mailboxes ~0.4 s).
     find /var/lib/vmail/[!.]*/Maildir/new /var/lib/vmail/[!.]*/Maildir/.*/new -maxdepth 0 \
         -newer "$dir/listed" | cut -d/ -f5 | sort -u > "$now.users"
-    if [ -s "$now.users" ]; then
-        doveadm -f tab quota get -F "$now.users" | awk -F '\t' '
-            $3 == "STORAGE" { kib[$1] = $4 } $3 == "MESSAGE" { msgs[$1] = $4 }
-            END { for (u in kib) print u "\t" kib[u] "\t" msgs[u] }' > "$now.found"
-        sqlite3 -tabs "$db" ".timeout 5000" \
-            "CREATE TEMP TABLE found (username TEXT, kib INTEGER, messages INTEGER)" ".import $now.found found" \
-            "INSERT OR REPLACE INTO quota_clone SELECT username, kib * 1024, messages FROM found"
-    fi
-    rm -f "$now.users" "$now.found"
+    if [ -s "$now.users" ]; then copy_usage REPLACE "$now.users"; fi
+    rm -f "$now.users"
 else  # no listing since the container started: what deliveries changed is unknown
     sqlite3 "$db" ".timeout 5000" "DELETE FROM quota_clone"
 fi
@@ -110,14 +115,9 @@ mv "$now" "$dir/listed"
 sqlite3 -json "$db" ".timeout 5000" "SELECT username, bytes FROM quota_clone"
 """
 # Arguments: the database, then the user names the table lacks. Output: as _QUOTA_READ.
-_QUOTA_FILL = r"""exec 2>/dev/null
-db=$1; shift; tmp=$(mktemp -d) || exit 1
+_QUOTA_FILL = "exec 2>/dev/null\n" + _COPY_USAGE + r"""db=$1; shift; tmp=$(mktemp -d) || exit 1
 printf '%s\n' "$@" > "$tmp/users"
-doveadm -f tab quota get -F "$tmp/users" | awk -F '\t' '
-    $3 == "STORAGE" { kib[$1] = $4 } $3 == "MESSAGE" { msgs[$1] = $4 }
-    END { for (u in kib) print u "\t" kib[u] "\t" msgs[u] }' > "$tmp/found"
-sqlite3 -tabs "$db" ".timeout 5000" "CREATE TEMP TABLE found (username TEXT, kib INTEGER, messages INTEGER)" \
-    ".import $tmp/found found" "INSERT OR IGNORE INTO quota_clone SELECT username, kib * 1024, messages FROM found"
+copy_usage IGNORE "$tmp/users"
 sqlite3 -json "$db" ".timeout 5000" "SELECT username, bytes FROM quota_clone"
 rc=$?; rm -rf "$tmp"; exit $rc
 """
